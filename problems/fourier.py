@@ -1,0 +1,107 @@
+"""Centred Fourier transforms with the project's normalisation.
+
+Conventions (arrays are indexed ``[z, y, x]`` / ``[y, x]``; vectors are
+``(x, y, z)``; the centre pixel is ``c = N // 2`` on every axis):
+
+* volume:  ``Vhat(q) = N^-1 sum_r x[r] exp(-2 pi i q.(r - c) / N)`` for any
+  real ``q`` (frequency index units).  With this scaling a central slice
+  equals the unitary 2D DFT of the projection (the plain sum of voxels along
+  the beam), so images and volume share one intensity scale;
+* image:   ``I(k) = N^-1 sum_p img[p] exp(-2 pi i k.(p - c) / N)`` (unitary),
+  so white real-space noise of variance ``sigma^2`` per pixel has
+  ``E |n(k)|^2 = sigma^2`` at every coefficient.
+
+The objective samples ``Vhat`` off-grid by trilinear interpolation of its
+values on the 2x oversampled grid ``q = m / 2`` (integer ``m``): the
+*partial* DFT below computes that grid only on the small cube
+``|m_x|, |m_y|, |m_z| <= m_max`` that covers the band, as three separable
+matrix products (design phase 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+
+def cube_half_width(r_max: float) -> int:
+    """``m_max``: half-width (in half-indices) of the cube that trilinear needs."""
+    return int(np.ceil(2 * r_max)) + 1
+
+
+def partial_dft_matrix(n: int, m_max: int, dtype=np.complex64) -> np.ndarray:
+    """``F[a, r] = exp(-2 pi i (m_a / 2)(r - c) / N)`` for ``m_a = -m_max..m_max``."""
+    m = np.arange(-m_max, m_max + 1)[:, None]
+    r = np.arange(n)[None, :] - n // 2
+    return np.exp(-2j * np.pi * (m / 2.0) * r / n).astype(dtype)
+
+
+class PartialDFT:
+    """The 2x oversampled centred DFT of a volume on the band's cube, and its adjoint.
+
+    ``forward(x)[mz, my, mx] = Vhat((mx, my, mz) / 2)`` for a real (N, N, N)
+    volume; ``adjoint(g) = Re(F^H g)``, the gradient of ``Re <g, forward(x)>``
+    with respect to ``x``.  Both are three matrix products whose cost is
+    dominated by the first, an (N^2 x N) @ (N x 2K) real product.
+    """
+
+    def __init__(self, n: int, m_max: int, real_dtype=np.float32):
+        self.n, self.m_max = int(n), int(m_max)
+        self.real_dtype = np.dtype(real_dtype)
+        self.complex_dtype = np.result_type(self.real_dtype, np.complex64)
+        f = partial_dft_matrix(n, m_max, np.complex128) / n ** (1.0 / 3.0)
+        self.f = f.astype(self.complex_dtype)                      # (K, N)
+        self.f_h = np.ascontiguousarray(self.f.conj().T)           # (N, K)
+        self._first = np.ascontiguousarray(
+            np.concatenate([f.real.T, f.imag.T], axis=1).astype(self.real_dtype))   # (N, 2K)
+        self._first_adj = np.ascontiguousarray(
+            np.concatenate([f.real, f.imag], axis=0).astype(self.real_dtype))       # (2K, N)
+
+    @property
+    def k(self) -> int:
+        return 2 * self.m_max + 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        n, k = self.n, self.k
+        t1 = x.reshape(n * n, n) @ self._first                    # [z*y, (re|im) mx]
+        t1 = (t1[:, :k] + 1j * t1[:, k:]).astype(self.complex_dtype).reshape(n, n, k)
+        t2 = np.matmul(self.f, t1)                                # [z, my, mx]
+        return (self.f @ t2.reshape(n, k * k)).reshape(k, k, k)   # [mz, my, mx]
+
+    def adjoint(self, g: np.ndarray) -> np.ndarray:
+        n, k = self.n, self.k
+        u2 = (self.f_h @ g.reshape(k, k * k)).reshape(n, k, k)    # [z, my, mx]
+        u1 = np.matmul(self.f_h, u2).reshape(n * n, k)            # [z*y, mx]
+        both = np.concatenate([u1.real, u1.imag], axis=1).astype(self.real_dtype, copy=False)
+        return (both @ self._first_adj).reshape(n, n, n)
+
+
+def oversampled_spectrum(x: np.ndarray) -> np.ndarray:
+    """``Vhat(m / 2)`` on the full 2x oversampled grid, index ``m + N`` per axis.
+
+    The volume is zero-padded to 2N with its centre moved to the origin, so a
+    plain FFT gives the centred transform exactly.  Shape (2N, 2N, 2N).
+    """
+    n = x.shape[0]
+    big = np.zeros((2 * n,) * 3, dtype=np.complex64)
+    idx = (np.arange(n) - n // 2) % (2 * n)
+    big[np.ix_(idx, idx, idx)] = x
+    spec = scipy.fft.fftn(big, workers=-1) / n
+    return np.fft.fftshift(spec).astype(np.complex64)
+
+
+def image_band_coefficients(images: np.ndarray, band_k: np.ndarray) -> np.ndarray:
+    """Centred unitary DFT of images (n, N, N) at integer frequencies ``band_k`` (T, 2)."""
+    n = images.shape[-1]
+    spec = scipy.fft.fft2(np.fft.ifftshift(images, axes=(-2, -1)), workers=-1) / n
+    return spec[:, band_k[:, 1] % n, band_k[:, 0] % n]
+
+
+def images_from_spectrum(spec_centered: np.ndarray) -> np.ndarray:
+    """Inverse of the centred unitary image DFT.
+
+    ``spec_centered[..., ky + N/2, kx + N/2] = I(k)``; returns real images.
+    """
+    n = spec_centered.shape[-1]
+    spec = np.fft.ifftshift(spec_centered, axes=(-2, -1))
+    img = scipy.fft.ifft2(spec, workers=-1) * n
+    return np.fft.fftshift(img.real, axes=(-2, -1))

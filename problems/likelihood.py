@@ -1,0 +1,199 @@
+"""Marginal negative log-likelihood of images, its gradient and Hessian-vector product.
+
+For image ``i`` with band coefficients ``I_i(k_t)``, CTF ``C_i(k_t)`` and the
+quadrature ``{(R_j, s_j, w_j)}`` of :mod:`problems.poses` (paper Eqs. 2-4):
+
+.. math::
+
+    E_{ij} = \\sum_{t \\in \\text{disc}} |I_i(k_t) - C_i(k_t) e^{-2\\pi i k_t\\cdot s_j/N}
+             \\hat V(R_j^T [k_t, 0])|^2,
+    \\qquad
+    \\mathrm{NLL}_i = -\\log \\sum_j w_j \\exp\\big(-E_{ij} / (2\\sigma^2)\\big).
+
+The Gaussian normalising constant is dropped (it does not depend on the
+density).  The disc sum is a half-plane sum with multiplicities ``c_t``
+(:mod:`problems.grids`).
+
+Fast evaluation (DESIGN.md, "Fast evaluation"):
+
+* ``E_ij = |I_i|^2 - (2 Re<c C_i I_i, S_j> - <c C_i^2, |S_j|^2>)``, so the
+  pose-dependent part for a whole batch is one real matrix product
+  ``A3 @ [2 Re S, 2 Im S, -|S|^2]^T`` with ``A3 = [Re(cCI), Im(cCI), cC^2]``.
+* Shifts multiply images by phase ramps ``exp(+2 pi i k.s/N)``; quarter
+  turns of the in-plane angle permute the band (:func:`grids.quarter_turn_maps`).
+  Both act on the ``B x D`` image rows, so only ``n_dir * n_psi / 4`` slices
+  are ever extracted and the ``4 * n_shift`` image variants share them.
+* The posterior ``P_ij = softmax_j(log w_j - E_ij / 2 sigma^2)`` is formed in
+  place by a fused, parallel log-sum-exp; the gradient with respect to the
+  slices is ``(Z_q * S - Z_a) / sigma^2`` with ``Z = P^T A3`` (one more product).
+
+Hot loop in float32/complex64 (or float64/complex128 for tests); per-image
+values are accumulated and returned in float64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .fourier import PartialDFT, cube_half_width
+from .grids import Band, quarter_turn_maps
+from .poses import PoseQuadrature
+from .projector import Slicer, slice_coordinates
+
+
+@numba.njit(parallel=True, cache=True)
+def _log_softmax_inplace(logits, log_weights, scale, lse):
+    """``logits[v, b, m] <- softmax over (v, m) of scale * logits + log_weights``; writes lse."""
+    n_var, n_img, n_pose = logits.shape
+    for b in numba.prange(n_img):
+        top = -np.inf
+        for v in range(n_var):
+            for m in range(n_pose):
+                z = logits[v, b, m] * scale + log_weights[v, m]
+                logits[v, b, m] = z
+                if z > top:
+                    top = z
+        total = 0.0
+        for v in range(n_var):
+            for m in range(n_pose):
+                e = np.exp(logits[v, b, m] - top)
+                logits[v, b, m] = e
+                total += e
+        inv = 1.0 / total
+        for v in range(n_var):
+            for m in range(n_pose):
+                logits[v, b, m] *= inv
+        lse[b] = top + np.log(total)
+
+
+@dataclass
+class BatchTerms:
+    """Pose-independent image terms of a batch (built once per batch).
+
+    ``a3``: (4 * n_shift * B, 3D) rows ``[Re(cCI), Im(cCI), cC^2]`` of every
+    image variant; ``norm2``: (B,) float64 ``sum_t c_t |I_t|^2``.
+    """
+
+    a3: np.ndarray
+    norm2: np.ndarray
+    size: int
+
+
+class MarginalLikelihood:
+    """Per-image marginal NLL over the pose quadrature, with exact derivatives.
+
+    Parameters
+    ----------
+    box_size : int
+        ``N``; the density has shape (N, N, N).
+    band : Band
+        Half-plane band coefficients (defines ``r_max``).
+    quadrature : PoseQuadrature
+        Rotations and shifts with weights.
+    sigma : float
+        Noise standard deviation per Fourier coefficient (= per pixel).
+    dtype : numpy dtype
+        ``float32`` (default, the benchmark's hot loop) or ``float64``.
+    """
+
+    def __init__(self, box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
+                 dtype=np.float32):
+        self.n = int(box_size)
+        self.band, self.quadrature, self.sigma = band, quadrature, float(sigma)
+        self.dtype = np.dtype(dtype)
+        self.cdtype = np.result_type(self.dtype, np.complex64)
+        self.m_max = cube_half_width(band.r_max)
+        self.dft = PartialDFT(self.n, self.m_max, self.dtype)
+        self.slicer = Slicer(slice_coordinates(quadrature.base_matrices(), band.k, self.dtype),
+                             self.m_max)
+        self.turn_index, self.turn_conj = quarter_turn_maps(band)
+        k = band.k.astype(np.float64)
+        self.shift_phase = np.exp(2j * np.pi * (quadrature.shifts @ k.T) / self.n).astype(self.cdtype)
+        self.log_weights = np.ascontiguousarray(quadrature.log_weights(), dtype=np.float64)
+        self.mult = band.multiplicity.astype(self.dtype)
+        self.scale = 1.0 / (2.0 * self.sigma**2)
+
+    # ----------------------------------------------------------------- batch
+    def prepare(self, images: np.ndarray, ctf: np.ndarray) -> BatchTerms:
+        """Image-variant rows for a batch: ``images`` (B, D) complex, ``ctf`` (B, D) real."""
+        images = np.asarray(images, dtype=self.cdtype)
+        ctf = np.asarray(ctf, dtype=self.dtype)
+        b, d = images.shape
+        shifted = images[None, :, :] * self.shift_phase[:, None, :]             # (S, B, D)
+        variants = np.moveaxis(shifted[:, :, self.turn_index], 2, 1)             # (S, 4, B, D)
+        variants = np.where(self.turn_conj[None, :, None, :], variants.conj(), variants)
+        ctf_q = np.moveaxis(ctf[:, self.turn_index], 1, 0)[None]                 # (1, 4, B, D)
+        a = self.mult * ctf_q * variants
+        q = np.broadcast_to(self.mult * ctf_q**2, a.shape)
+        a3 = np.concatenate([a.real, a.imag, q], axis=-1).reshape(-1, 3 * d)
+        norm2 = (np.abs(images.astype(np.complex128)) ** 2 * self.band.multiplicity).sum(axis=1)
+        return BatchTerms(a3=np.ascontiguousarray(a3, dtype=self.dtype), norm2=norm2, size=b)
+
+    # --------------------------------------------------------------- slicing
+    def slices(self, x: np.ndarray) -> np.ndarray:
+        """Base slices ``S = T(F x)``, shape (n_base, D) complex."""
+        return self.slicer.forward(self.dft.forward(x.astype(self.dtype, copy=False)))
+
+    def slices_adjoint(self, g: np.ndarray) -> np.ndarray:
+        """Gradient on ``x`` of ``Re <g, slices(x)>`` (g: d f / d Re S + i d f / d Im S)."""
+        return self.dft.adjoint(self.slicer.adjoint(g))
+
+    @staticmethod
+    def _slice_rows(s: np.ndarray) -> np.ndarray:
+        return np.concatenate([2 * s.real, 2 * s.imag, -(s.real**2 + s.imag**2)], axis=1)
+
+    def _posterior(self, s: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``P`` (V, B, n_base) over poses and per-image NLL (B,) float64."""
+        logits = terms.a3 @ self._slice_rows(s).T
+        logits = logits.reshape(-1, terms.size, s.shape[0])
+        lse = np.empty(terms.size, dtype=np.float64)
+        _log_softmax_inplace(logits, self.log_weights, self.scale, lse)
+        return logits, terms.norm2 * self.scale - lse
+
+    def _slice_gradient(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
+        d = s.shape[1]
+        za = z[:, :d] + 1j * z[:, d:2 * d]
+        return (z[:, 2 * d:] * s - za) / self.sigma**2
+
+    # ------------------------------------------------------------ public API
+    def nll(self, x: np.ndarray, terms: BatchTerms) -> np.ndarray:
+        """Per-image NLL (B,) float64."""
+        return self._posterior(self.slices(x), terms)[1]
+
+    def posterior(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior over poses in pose order, shape (B, M), and per-image NLL."""
+        p, nll = self._posterior(self.slices(x), terms)
+        return np.moveaxis(p, 1, 0).reshape(terms.size, -1), nll
+
+    def nll_and_grad(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image NLL (B,) and the gradient of their mean with respect to ``x``."""
+        s = self.slices(x)
+        p, nll = self._posterior(s, terms)
+        z = p.reshape(-1, s.shape[0]).T @ terms.a3                  # (n_base, 3D)
+        g = self._slice_gradient(z, s) / terms.size
+        return nll, self.slices_adjoint(g.astype(self.cdtype, copy=False))
+
+    def hvp(self, x: np.ndarray, v: np.ndarray, terms: BatchTerms) -> np.ndarray:
+        """Hessian of the batch-mean NLL at ``x`` applied to ``v``.
+
+        With ``U = T F v`` the slices of the direction, the logit derivative is
+        ``dL = A3 @ [2 Re U, 2 Im U, -2 Re(conj(S) U)]^T / (2 sigma^2)``, the
+        posterior derivative ``dP = P (dL - sum_j P dL)``, and the slice-space
+        product ``(Z_q U + dZ_q S - dZ_a) / sigma^2`` with ``Z = P^T A3`` and
+        ``dZ = dP^T A3``; it is mapped back by the adjoint slicing.
+        """
+        s = self.slices(x)
+        u = self.slices(v)
+        p, _ = self._posterior(s, terms)
+        du_rows = np.concatenate([2 * u.real, 2 * u.imag, -2 * (s.conj() * u).real], axis=1)
+        dl = (terms.a3 @ du_rows.T).reshape(p.shape) * self.dtype.type(self.scale)
+        mean_dl = (p * dl).sum(axis=(0, 2), keepdims=True)
+        dp = p * (dl - mean_dl)
+        n_base, d = s.shape
+        z = p.reshape(-1, n_base).T @ terms.a3[:, 2 * d:]
+        dz = dp.reshape(-1, n_base).T @ terms.a3
+        dza = dz[:, :d] + 1j * dz[:, d:2 * d]
+        h = (z * u + dz[:, 2 * d:] * s - dza) / (self.sigma**2 * terms.size)
+        return self.slices_adjoint(h.astype(self.cdtype, copy=False))

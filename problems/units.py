@@ -1,0 +1,36 @@
+"""The only place where Ångström meets pixels.
+
+Inside cryoopt every length is in pixels and every spatial frequency in
+cycles/pixel; the microscope's physical parameters (Å, kV, mm) are converted
+here, once, at the file boundary.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def electron_wavelength_angstrom(voltage_kv: float) -> float:
+    """Relativistic electron wavelength.
+
+    .. math:: \\lambda = h / \\sqrt{2 m_0 e V (1 + e V / (2 m_0 c^2))}
+              = 12.2643247 / \\sqrt{V (1 + 0.978466\\times10^{-6} V)}\\ \\text{Å}
+
+    with ``V`` in volts (300 kV gives 0.01969 Å).
+    """
+    volts = float(voltage_kv) * 1e3
+    return 12.2643247 / np.sqrt(volts * (1.0 + 0.978466e-6 * volts))
+
+
+def angstrom_to_pixels(length_angstrom, pixel_size_angstrom: float):
+    """Length in Å -> length in pixels."""
+    return np.asarray(length_angstrom, dtype=np.float64) / float(pixel_size_angstrom)
+
+
+def pixels_to_angstrom(length_pixels, pixel_size_angstrom: float):
+    """Length in pixels -> length in Å."""
+    return np.asarray(length_pixels, dtype=np.float64) * float(pixel_size_angstrom)
+
+
+def resolution_angstrom(radius_index: float, box_size: int, pixel_size_angstrom: float) -> float:
+    """Resolution (Å) of the Fourier shell at integer-frequency radius ``radius_index``."""
+    return box_size * pixel_size_angstrom / float(radius_index)
