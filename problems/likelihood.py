@@ -197,3 +197,19 @@ class MarginalLikelihood:
         dza = dz[:, :d] + 1j * dz[:, d:2 * d]
         h = (z * u + dz[:, 2 * d:] * s - dza) / (self.sigma**2 * terms.size)
         return self.slices_adjoint(h.astype(self.cdtype, copy=False))
+
+    def expectation(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior-weighted back-projection sums over the batch.
+
+        With ``Z = P^T A3`` (the same product as the gradient), slice ``j``
+        receives ``sum_i P_ij c C_i I_i`` (``Z_a``) and ``sum_i P_ij c C_i^2``
+        (``Z_q``); both are scattered to the oversampled cube with ``T^T``.
+        Returns ``(numerator complex cube, weight real cube)``.
+        """
+        s = self.slices(x)
+        p, _ = self._posterior(s, terms)
+        z = p.reshape(-1, s.shape[0]).T @ terms.a3
+        d = s.shape[1]
+        za = (z[:, :d] + 1j * z[:, d:2 * d]).astype(self.cdtype)
+        weight = self.slicer.adjoint(z[:, 2 * d:].astype(self.cdtype)).real
+        return self.slicer.adjoint(za), np.ascontiguousarray(weight)

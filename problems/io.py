@@ -1,0 +1,247 @@
+"""File boundary: RELION STAR + MRC stacks in, the project's pixel units out.
+
+The only module (with :mod:`problems.units`) where Ångström appear.  Reads
+RELION 3.1+ STAR files (``optics`` + ``particles`` blocks) and 3.0 files
+(one block, optics columns per particle).  Image stacks are memory-mapped, so
+a stack larger than memory is read chunk by chunk.
+
+RELION conventions used (see ../shared/DATA.md): Euler angles ZYZ in degrees
+(``rlnAngleRot/Tilt/Psi``, matrix ``Rz(psi) Ry(tilt) Rz(rot)``); the image is
+the projection shifted by *minus* the origin (``rlnOriginX/YAngst``), i.e.
+our shift ``s = -origin / pixel_size``; defocus in Å, Cs in mm, voltage in kV.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import starfile
+
+from .ctf import CTFParams
+from .poses import euler_to_matrix
+
+
+class DataError(ValueError):
+    """A data file is missing, malformed or inconsistent (the message names file and field)."""
+
+
+@dataclass
+class ParticleStack:
+    """Particles read from a STAR file; pixel units throughout.
+
+    Attributes
+    ----------
+    star_path : Path
+    box_size : int
+    pixel_size : float
+        Å per pixel (kept only to write files back and to label resolutions).
+    ctf : CTFParams
+    rotations : ndarray or None, shape (n, 3, 3)
+        Poses from the file, when present.
+    shifts : ndarray or None, shape (n, 2)
+        Image shifts (pixels) from the file, when present.
+    """
+
+    star_path: Path
+    box_size: int
+    pixel_size: float
+    ctf: CTFParams
+    rotations: np.ndarray | None
+    shifts: np.ndarray | None
+    _files: list[Path]
+    _slices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def iter_chunks(self, chunk: int = 1000):
+        """Yield ``(start, images)`` with images float32 of shape (m, N, N)."""
+        order = np.arange(len(self))
+        opened: dict[Path, np.ndarray] = {}
+        try:
+            for start in range(0, len(self), chunk):
+                sel = order[start:start + chunk]
+                out = np.empty((len(sel), self.box_size, self.box_size), dtype=np.float32)
+                for row, i in enumerate(sel):
+                    path = self._files[i]
+                    if path not in opened:
+                        opened[path] = _open_stack(path, self.box_size)
+                    data = opened[path]
+                    if self._slices[i] >= data.shape[0]:
+                        raise DataError(f"{path}: image {self._slices[i] + 1} requested by "
+                                        f"{self.star_path} (rlnImageName) but the stack has "
+                                        f"{data.shape[0]} images")
+                    out[row] = data[self._slices[i]]
+                if not np.all(np.isfinite(out)):
+                    bad = sel[~np.isfinite(out).all(axis=(1, 2))][0]
+                    raise DataError(f"{self._files[bad]}: image {self._slices[bad] + 1} contains "
+                                    f"NaN or infinite pixels")
+                yield start, out
+        finally:
+            opened.clear()
+
+
+def _open_stack(path: Path, box: int) -> np.ndarray:
+    if not path.exists():
+        raise DataError(f"{path}: image stack not found")
+    try:
+        mrc = mrcfile.mmap(path, mode="r", permissive=False)
+    except Exception as exc:  # mrcfile raises ValueError and others for corrupt headers
+        raise DataError(f"{path}: not a readable MRC stack ({exc})") from exc
+    data = mrc.data
+    if data is None:
+        raise DataError(f"{path}: MRC file has no data block (truncated?)")
+    if data.ndim == 2:
+        data = data[None]
+    if data.shape[1] != data.shape[2]:
+        raise DataError(f"{path}: images are {data.shape[2]} x {data.shape[1]} pixels; "
+                        f"cryoopt needs square images")
+    if data.shape[1] != box:
+        raise DataError(f"{path}: images are {data.shape[1]} px but the STAR file says "
+                        f"rlnImageSize = {box}")
+    return data
+
+
+def _column(df: pd.DataFrame, name: str, star: Path, default=None):
+    if name in df.columns:
+        return df[name].to_numpy()
+    if default is not None:
+        return np.full(len(df), default, dtype=float)
+    raise DataError(f"{star}: missing column {name}")
+
+
+def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
+    """Read a RELION STAR file and locate its image stacks (paths relative to the STAR file)."""
+    star = Path(star_path)
+    if not star.exists():
+        raise DataError(f"{star}: STAR file not found")
+    try:
+        blocks = starfile.read(star, always_dict=True)
+    except Exception as exc:
+        raise DataError(f"{star}: cannot parse STAR file ({exc})") from exc
+    particles = blocks.get("particles")
+    if particles is None:
+        if len(blocks) != 1:
+            raise DataError(f"{star}: no data_particles block")
+        particles = next(iter(blocks.values()))
+    optics = blocks.get("optics")
+    if optics is not None and "rlnOpticsGroup" in particles.columns:
+        particles = particles.merge(optics, on="rlnOpticsGroup", how="left", suffixes=("", "_optics"))
+    if len(particles) == 0:
+        raise DataError(f"{star}: no particles")
+    pixel = _column(particles, "rlnImagePixelSize", star, default=np.nan)
+    if np.isnan(pixel).any() and "rlnDetectorPixelSize" in particles.columns:
+        pixel = _column(particles, "rlnDetectorPixelSize", star) * 1e4 / _column(
+            particles, "rlnMagnification", star)
+    if np.isnan(pixel).any():
+        raise DataError(f"{star}: missing column rlnImagePixelSize")
+    names = _column(particles, "rlnImageName", star)
+    slices, files = [], []
+    for name in names:
+        idx, _, fname = str(name).partition("@")
+        if not fname:
+            raise DataError(f"{star}: rlnImageName {name!r} is not of the form N@stack.mrcs")
+        slices.append(int(idx) - 1)
+        files.append((star.parent / fname).resolve())
+    box = int(_column(particles, "rlnImageSize", star, default=0)[0])
+    if box == 0:
+        box = _open_stack(files[0], _open_stack_box(files[0])).shape[1]
+    apix = float(pixel[0])
+    ctf = CTFParams.from_physical(
+        pixel_size=apix,
+        defocus_u_angstrom=_column(particles, "rlnDefocusU", star),
+        defocus_v_angstrom=_column(particles, "rlnDefocusV", star),
+        astigmatism_angle_deg=_column(particles, "rlnDefocusAngle", star),
+        voltage_kv=float(_column(particles, "rlnVoltage", star)[0]),
+        cs_mm=float(_column(particles, "rlnSphericalAberration", star)[0]),
+        amplitude_contrast=float(_column(particles, "rlnAmplitudeContrast", star)[0]),
+        bfactor_angstrom2=_column(particles, "rlnCtfBfactor", star, default=0.0),
+        phase_shift_deg=_column(particles, "rlnPhaseShift", star, default=0.0),
+    )
+    rotations = shifts = None
+    if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(particles.columns):
+        rotations = euler_to_matrix(*(np.deg2rad(particles[c].to_numpy(float))
+                                      for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
+    if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(particles.columns):
+        shifts = -np.stack([particles["rlnOriginXAngst"].to_numpy(float),
+                            particles["rlnOriginYAngst"].to_numpy(float)], axis=1) / apix
+    return ParticleStack(star, box, apix, ctf, rotations, shifts, files, np.asarray(slices))
+
+
+def _open_stack_box(path: Path) -> int:
+    with mrcfile.open(path, header_only=True) as mrc:
+        return int(mrc.header.nx)
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+def write_mrc(path: str | os.PathLike, data: np.ndarray, pixel_size: float) -> None:
+    """Write a volume (or image stack) atomically."""
+    path = Path(path)
+    tmp = _atomic_path(path)
+    with mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.asarray(data, dtype=np.float32))
+        mrc.voxel_size = pixel_size
+    os.replace(tmp, path)
+
+
+def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Read a volume; returns (data float32, pixel size Å)."""
+    with mrcfile.open(path, permissive=False) as mrc:
+        return np.array(mrc.data, dtype=np.float32), float(mrc.voxel_size.x)
+
+
+def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: int,
+                    pixel_size: float, ctf_physical: dict, euler_deg: np.ndarray,
+                    shifts_px: np.ndarray, stack_name: str = "particles.mrcs",
+                    star_name: str = "particles.star", progress=None) -> Path:
+    """Write an image stack (from an iterator of chunks) and its RELION 3.1 STAR file.
+
+    Both files are written under temporary names and renamed at the end, so
+    an interrupted write leaves nothing that looks complete.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stack, star = directory / stack_name, directory / star_name
+    tmp_stack = _atomic_path(stack)
+    with mrcfile.new_mmap(tmp_stack, shape=(n_images, box, box), mrc_mode=2, overwrite=True) as mrc:
+        mrc.set_image_stack()
+        mrc.voxel_size = pixel_size
+        pos = 0
+        for chunk in chunks:
+            mrc.data[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+            if progress is not None:
+                progress.update(len(chunk))
+        if pos != n_images:
+            raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
+        mrc.update_header_stats()
+    optics = pd.DataFrame({
+        "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
+        "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2],
+        "rlnVoltage": [ctf_physical["voltage_kv"]],
+        "rlnSphericalAberration": [ctf_physical["cs_mm"]],
+        "rlnAmplitudeContrast": [ctf_physical["amplitude_contrast"]],
+    })
+    particles = pd.DataFrame({
+        "rlnImageName": [f"{i + 1:06d}@{stack_name}" for i in range(n_images)],
+        "rlnOpticsGroup": np.ones(n_images, dtype=int),
+        "rlnDefocusU": ctf_physical["defocus_u"], "rlnDefocusV": ctf_physical["defocus_v"],
+        "rlnDefocusAngle": ctf_physical["defocus_angle"],
+        "rlnCtfBfactor": ctf_physical["bfactor"], "rlnPhaseShift": np.zeros(n_images),
+        "rlnAngleRot": euler_deg[:, 0], "rlnAngleTilt": euler_deg[:, 1],
+        "rlnAnglePsi": euler_deg[:, 2],
+        "rlnOriginXAngst": -shifts_px[:, 0] * pixel_size,
+        "rlnOriginYAngst": -shifts_px[:, 1] * pixel_size,
+    })
+    tmp_star = _atomic_path(star)
+    starfile.write({"optics": optics, "particles": particles}, tmp_star, overwrite=True)
+    os.replace(tmp_stack, stack)
+    os.replace(tmp_star, star)
+    return star

@@ -1,0 +1,115 @@
+"""A problem: fixed objective + training images (behind an oracle) + held-out test images."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from .datasets import BandData
+from .grids import make_band
+from .likelihood import MarginalLikelihood
+from .oracle import CountingOracle
+from .phantoms import random_spheres
+from .poses import make_quadrature
+from .prior import DensityPrior
+from .units import resolution_angstrom
+
+
+class Problem:
+    """MAP estimation of a density from particle images (paper Eq. 6, mean form).
+
+    Use :func:`problems.load_problem` to build one.  Public surface:
+    ``oracle(budget)``, ``test_nll(x)``, ``initial_density(seed)``,
+    ``ground_truth``, ``metadata``.
+    """
+
+    def __init__(self, *, name: str, version: int, fixed: dict, data: BandData,
+                 test_indices: np.ndarray, r_max: float, sigma: float, lambda_plus: float,
+                 lambda_minus: float, shift_extent: float, shift_sigma: float, order_seed: int,
+                 ground_truth: np.ndarray | None = None):
+        self.name = name
+        self.box_size = data.box_size
+        self.band = make_band(r_max)
+        self.quadrature = make_quadrature(r_max, shift_extent=shift_extent, shift_sigma=shift_sigma)
+        self.sigma = float(sigma)
+        self.prior = DensityPrior(lambda_plus, lambda_minus)
+        self.ground_truth = None if ground_truth is None else ground_truth.copy()
+        test_mask = np.zeros(data.images.shape[0], dtype=bool)
+        test_mask[test_indices] = True
+        self._train = (np.ascontiguousarray(data.images[~test_mask]), np.ascontiguousarray(data.ctf[~test_mask]))
+        self._test = (np.ascontiguousarray(data.images[test_mask]), np.ascontiguousarray(data.ctf[test_mask]))
+        self._order_seed = int(order_seed)
+        self._likelihoods: dict[np.dtype, MarginalLikelihood] = {}
+        digest = hashlib.sha256()
+        for arr in (*self._train, *self._test):
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        self.metadata = {
+            "problem": name, "version": version, **fixed,
+            "box_size": self.box_size, "pixel_size_angstrom": data.pixel_size,
+            "r_max": self.band.r_max, "band_coefficients_half_plane": self.band.size,
+            "resolution_angstrom": resolution_angstrom(self.band.r_max, self.box_size, data.pixel_size),
+            "quadrature": self.quadrature.describe(), "sigma": self.sigma,
+            "lambda_plus": lambda_plus, "lambda_minus": lambda_minus,
+            "interpolation": "trilinear on the 2x oversampled centred DFT (N^-1 normalised)",
+            "n_train": int(self._train[0].shape[0]), "n_test": int(self._test[0].shape[0]),
+            "batch_order_seed": self._order_seed,
+        }
+        digest.update(json.dumps(self.metadata, sort_keys=True, default=str).encode())
+        self.metadata["content_hash"] = digest.hexdigest()
+
+    @property
+    def n_train(self) -> int:
+        return int(self._train[0].shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.box_size,) * 3
+
+    def likelihood(self, dtype=np.float32) -> MarginalLikelihood:
+        """The (cached) likelihood evaluator in the given precision."""
+        key = np.dtype(dtype)
+        if key not in self._likelihoods:
+            self._likelihoods[key] = MarginalLikelihood(self.box_size, self.band, self.quadrature,
+                                                        self.sigma, dtype=key)
+        return self._likelihoods[key]
+
+    def oracle(self, budget: float | None = None, dtype=np.float32) -> CountingOracle:
+        """A fresh counting oracle over the training images (float64 for derivative checks)."""
+        label = f"{self.name}-{self.metadata.get('scale', '')}".rstrip("-")
+        return CountingOracle(label, self.likelihood(dtype), self.prior, self._train[0], self._train[1],
+                              budget, self._order_seed)
+
+    def test_nll(self, x: np.ndarray, batch: int = 100) -> float:
+        """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape != self.shape or not np.isfinite(x).all():
+            raise ValueError(f"{self.name}: test_nll needs a finite array of shape {self.shape}")
+        lik = self.likelihood()
+        images, ctf = self._test
+        total = 0.0
+        for start in range(0, images.shape[0], batch):
+            sel = slice(start, start + batch)
+            total += lik.nll(x, lik.prepare(images[sel], ctf[sel])).sum()
+        return total / images.shape[0]
+
+    def initial_density(self, seed: int = 0) -> np.ndarray:
+        """A random sum of spheres (paper Fig. 5), scaled to the data's band power.
+
+        The scale ``a`` solves ``sum_it c_t (|I_it|^2 - sigma^2) = a^2 sum_it
+        c_t C_it^2 P_t`` where ``P_t`` is the pose-averaged power of the
+        spheres' slices: the initial density predicts as much signal as the
+        (training) images carry, without looking at the ground truth.
+        """
+        x0 = random_spheres(self.box_size, np.random.default_rng([seed, 0x5EED]))
+        lik = self.likelihood()
+        slice_power = np.mean(np.abs(lik.slices(x0).astype(np.complex128)) ** 2, axis=0)
+        images, ctf = self._train[0][:2000], self._train[1][:2000].astype(np.float64)
+        c = self.band.multiplicity
+        excess = np.sum(c * (np.abs(images) ** 2 - self.sigma**2))
+        model = np.sum(c * ctf**2 * slice_power)
+        scale = np.sqrt(max(excess, 0.0) / model) if model > 0 else 1.0
+        return (x0 * scale).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return f"Problem({self.name}, N={self.box_size}, n_train={self.n_train}, M={self.quadrature.size})"
