@@ -1,0 +1,23 @@
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Generated data goes to a per-session temporary cache unless CRYOOPT_CACHE is set."""
+    if "CRYOOPT_CACHE" not in os.environ:
+        os.environ["CRYOOPT_CACHE"] = str(tmp_path_factory.mktemp("cryoopt-cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny(_isolated_cache):
+    from problems import load_problem
+    return load_problem("synthetic", scale="tiny", seed=0, progress=False)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
