@@ -1,0 +1,73 @@
+"""cryoopt optimizers: built-ins, entry-point plug-ins and ``path/to/file.py:Class``.
+
+``get_optimizer(name_or_path, **hyperparameters)`` returns an instance;
+``available()`` lists what is installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .base import Optimizer, Range, RunInfo, hyperparameters
+from .sgd import SGD
+
+BUILTIN = {cls.name: cls for cls in (SGD,)}
+
+__all__ = ["Optimizer", "Range", "RunInfo", "hyperparameters", "available", "get_optimizer_class",
+           "get_optimizer"]
+
+
+def _plugins() -> dict:
+    found = {}
+    for ep in entry_points(group="cryoopt.optimizers"):
+        found[ep.name] = ep
+    return found
+
+
+def available() -> dict[str, str]:
+    """Name -> where it comes from ("built-in" or the entry point's module)."""
+    out = {name: "built-in" for name in BUILTIN}
+    for name, ep in _plugins().items():
+        out.setdefault(name, f"entry point {ep.value}")
+    return out
+
+
+def _load_from_path(spec: str):
+    path, _, cls_name = spec.rpartition(":")
+    file = Path(path)
+    if not file.exists():
+        raise ValueError(f"optimizer file {file} not found")
+    mod_name = f"cryoopt_plugin_{file.stem}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, cls_name):
+        raise ValueError(f"{file} has no class {cls_name!r}")
+    return getattr(module, cls_name)
+
+
+def get_optimizer_class(spec: str):
+    """Resolve a built-in name, an entry-point name or ``path/to/file.py:ClassName``."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    plugins = _plugins()
+    if spec in plugins:
+        return plugins[spec].load()
+    if ".py:" in spec:
+        return _load_from_path(spec)
+    raise ValueError(f"unknown optimizer {spec!r}; installed: {', '.join(sorted(available()))}; "
+                     f"or give path/to/file.py:ClassName")
+
+
+def get_optimizer(spec: str, **hyper):
+    cls = get_optimizer_class(spec)
+    for method in ("init", "step"):
+        if not callable(getattr(cls, method, None)):
+            raise TypeError(f"optimizer {spec!r} has no {method}() method")
+    try:
+        return cls(**hyper)
+    except TypeError as exc:
+        raise TypeError(f"optimizer {spec!r}: bad hyperparameters {hyper} ({exc})") from exc

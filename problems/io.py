@@ -184,6 +184,7 @@ def _atomic_path(path: Path) -> Path:
 def write_mrc(path: str | os.PathLike, data: np.ndarray, pixel_size: float) -> None:
     """Write a volume (or image stack) atomically."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _atomic_path(path)
     with mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.asarray(data, dtype=np.float32))

@@ -32,6 +32,8 @@ values are accumulated and returned in float64.
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -66,6 +68,17 @@ def _log_softmax_inplace(logits, log_weights, scale, lse):
             for m in range(n_pose):
                 logits[v, b, m] *= inv
         lse[b] = top + np.log(total)
+
+
+@contextmanager
+def _phase(timings: dict | None, name: str):
+    """Accumulate wall time of a phase into ``timings`` (no-op when None)."""
+    if timings is None:
+        yield
+        return
+    start = time.perf_counter()
+    yield
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -167,13 +180,36 @@ class MarginalLikelihood:
         p, nll = self._posterior(self.slices(x), terms)
         return np.moveaxis(p, 1, 0).reshape(terms.size, -1), nll
 
-    def nll_and_grad(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Per-image NLL (B,) and the gradient of their mean with respect to ``x``."""
-        s = self.slices(x)
-        p, nll = self._posterior(s, terms)
-        z = p.reshape(-1, s.shape[0]).T @ terms.a3                  # (n_base, 3D)
-        g = self._slice_gradient(z, s) / terms.size
-        return nll, self.slices_adjoint(g.astype(self.cdtype, copy=False))
+    def nll_and_grad(self, x: np.ndarray, terms: BatchTerms,
+                     timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image NLL (B,) and the gradient of their mean with respect to ``x``.
+
+        ``timings``, when given, accumulates seconds per phase (the benchmark's
+        breakdown): partial DFT, slicing, GEMMs, log-sum-exp and the adjoints.
+        """
+        with _phase(timings, "partial DFT"):
+            cube = self.dft.forward(x.astype(self.dtype, copy=False))
+        with _phase(timings, "slicing"):
+            s = self.slicer.forward(cube)
+        with _phase(timings, "forward GEMM"):
+            logits = (terms.a3 @ self._slice_rows(s).T).reshape(-1, terms.size, s.shape[0])
+        with _phase(timings, "log-sum-exp"):
+            lse = np.empty(terms.size, dtype=np.float64)
+            _log_softmax_inplace(logits, self.log_weights, self.scale, lse)
+            nll = terms.norm2 * self.scale - lse
+        with _phase(timings, "backward GEMM"):
+            z = logits.reshape(-1, s.shape[0]).T @ terms.a3                  # (n_base, 3D)
+            g = (self._slice_gradient(z, s) / terms.size).astype(self.cdtype, copy=False)
+        with _phase(timings, "adjoint slicing"):
+            g_cube = self.slicer.adjoint(g)
+        with _phase(timings, "adjoint DFT"):
+            grad = self.dft.adjoint(g_cube)
+        return nll, grad
+
+    def gemm_flops(self, batch_size: int) -> float:
+        """Floating-point operations of the forward + backward products for one batch."""
+        rows = 4 * self.quadrature.n_shifts * batch_size
+        return 2.0 * 2.0 * rows * 3 * self.band.size * self.quadrature.n_base
 
     def hvp(self, x: np.ndarray, v: np.ndarray, terms: BatchTerms) -> np.ndarray:
         """Hessian of the batch-mean NLL at ``x`` applied to ``v``.

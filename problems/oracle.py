@@ -37,6 +37,9 @@ class CountingOracle:
         Seed of the fixed shuffled batch order (the same for every optimizer).
     """
 
+    last_value: float | None
+    """The batch objective of the most recent value / value_and_grad call (for run records)."""
+
     def __init__(self, name: str, likelihood: MarginalLikelihood, prior: DensityPrior,
                  images: np.ndarray, ctf: np.ndarray, budget: float | None, order_seed: int):
         if budget is not None and not budget > 0:
@@ -48,6 +51,7 @@ class CountingOracle:
         self._ctf = ctf
         self._budget = None if budget is None else float(budget)
         self._evals = 0.0
+        self.last_value: float | None = None
         self._order_seed = int(order_seed)
         self._epoch = 0
         self._position = 0
@@ -114,7 +118,8 @@ class CountingOracle:
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_VALUE, idx.size, "value")
         nll = self._lik.nll(x, self._terms(idx))
-        return float(nll.mean() + self._prior.value(x) / self.n_train)
+        self.last_value = float(nll.mean() + self._prior.value(x) / self.n_train)
+        return self.last_value
 
     def value_and_grad(self, x, idx) -> tuple[float, np.ndarray]:
         """``f_B(x)`` and its gradient (cost 1 per image)."""
@@ -122,7 +127,8 @@ class CountingOracle:
         self._charge(COST_GRADIENT, idx.size, "value_and_grad")
         nll, grad = self._lik.nll_and_grad(x, self._terms(idx))
         grad += self._prior.grad(x) / self.dtype.type(self.n_train)
-        return float(nll.mean() + self._prior.value(x) / self.n_train), grad
+        self.last_value = float(nll.mean() + self._prior.value(x) / self.n_train)
+        return self.last_value, grad
 
     def hvp(self, x, v, idx) -> np.ndarray:
         """Hessian of ``f_B`` at ``x`` times ``v`` (cost 2 per image)."""

@@ -1,0 +1,45 @@
+"""Run one optimizer on one problem and write its record under results/.
+
+Example: cryoopt run --problem synthetic --scale small --optimizer sgd --budget 2epochs --seed 0
+"""
+from __future__ import annotations
+
+import json
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def add_args(p) -> None:
+    p.add_argument("--problem", default="synthetic")
+    p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
+    p.add_argument("--optimizer", default="sgd", help="name, entry point, or path/to/file.py:Class")
+    p.add_argument("--budget", default="1epoch", help="e.g. 5epochs or 20000 (per-image gradients)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="K=V", help="hyperparameter")
+    p.add_argument("--results", default="results", help="results directory")
+    p.add_argument("--force", action="store_true", help="rerun even if the record exists")
+
+
+def main(args) -> int:
+    from problems import load_problem
+
+    from ..runner import run
+    hyper = {}
+    for item in args.set:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        hyper[key] = _value(val)
+    problem = load_problem(args.problem, scale=args.scale, seed=args.seed)
+    result = run(problem, args.optimizer, hyper, budget=args.budget, seed=args.seed,
+                 results_dir=args.results, force=args.force)
+    start = problem.test_nll(problem.initial_density(args.seed))
+    truth = "" if problem.ground_truth is None else f", ground truth {problem.test_nll(problem.ground_truth):.3f}"
+    print(f"{'reused' if result.skipped else result.status}: test NLL {start:.3f} -> "
+          f"{result.final_test_nll:.3f}{truth}\nrecord: {result.meta_path}")
+    return 0 if result.status in ("finished", "diverged") else 1

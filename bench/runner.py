@@ -1,0 +1,146 @@
+"""One run: (problem, optimizer, hyperparameters, seed, budget) -> a record.
+
+Checkpoints at fixed geometric points of the budget (and at the start and
+the end) record cost spent, optimizer wall time (evaluation excluded), the
+last batch objective and the held-out test NLL; evaluation is never charged
+to the optimizer.  Density snapshots (MRC) are kept at paper Fig. 4's points
+(5K and 50K evaluations) and at the end.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from optimizers import RunInfo, get_optimizer, hyperparameters
+from problems import BudgetExhausted, Problem
+from problems.io import write_mrc
+from problems.protocol import OracleInputError
+
+from .records import environment, record_paths, run_key, write_record
+
+SNAPSHOT_EVALS = (5_000, 50_000)
+
+
+def parse_budget(text: str | float, n_train: int) -> float:
+    """``"5epochs"`` / ``"2.5epoch"`` -> evaluations; a plain number is taken as evaluations."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(epochs?|evals?)?\s*", str(text))
+        if not m:
+            raise ValueError(f"budget {text!r}: expected e.g. '5epochs' or '20000'")
+        value = float(m.group(1)) * (n_train if (m.group(2) or "").startswith("epoch") else 1)
+    if not value > 0:
+        raise ValueError(f"budget must be positive, got {text!r}")
+    return value
+
+
+def checkpoint_schedule(budget: float, n_points: int = 24, first: float = 100.0) -> np.ndarray:
+    """Geometric checkpoints from ``first`` evaluations to the budget (fixed for every optimizer)."""
+    return np.unique(np.concatenate([np.geomspace(min(first, budget), budget, n_points), [budget]]))
+
+
+@dataclass
+class RunResult:
+    status: str
+    key: str
+    meta_path: Path
+    final_test_nll: float | None
+    skipped: bool = False
+
+
+def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget: str | float = "1epoch",
+        seed: int = 0, results_dir: str | Path = "results", progress: bool = True,
+        x0: np.ndarray | None = None, force: bool = False) -> RunResult:
+    """Run one optimizer on one problem and write its record (or reuse an existing one)."""
+    opt = get_optimizer(optimizer_spec, **(hyper or {}))
+    full_hyper = hyperparameters(opt)
+    budget_evals = parse_budget(budget, problem.n_train)
+    label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
+    key = run_key(problem.metadata["content_hash"], opt.name, full_hyper, seed, budget_evals)
+    parquet, meta_path = record_paths(Path(results_dir), label, opt.name, key)
+    if meta_path.exists() and not force:
+        meta = json.loads(meta_path.read_text())
+        if meta["status"] != "interrupted":
+            return RunResult(meta["status"], key, meta_path, meta.get("final_test_nll"), skipped=True)
+
+    oracle = problem.oracle(budget=budget_evals)
+    rng = np.random.default_rng([seed, 0xC0FFEE])
+    x = problem.initial_density(seed) if x0 is None else np.array(x0, dtype=np.float32)
+    checkpoints = checkpoint_schedule(budget_evals)
+    rows: list[dict] = []
+    snapshots: dict[str, str] = {}
+    opt_time = 0.0
+
+    def record(x_now: np.ndarray) -> None:
+        rows.append({"evals": oracle.evals, "wall_time": opt_time, "train_objective": oracle.last_value,
+                     "test_nll": problem.test_nll(x_now) if np.isfinite(x_now).all() else np.nan})
+
+    def snapshot(x_now: np.ndarray, tag: str) -> None:
+        path = meta_path.with_name(f"{key}.{tag}.mrc")
+        write_mrc(path, x_now, problem.metadata.get("pixel_size_angstrom", 1.0))
+        snapshots[tag] = path.name
+
+    status, message = "finished", ""
+    record(x)
+    next_cp = 0
+    pending_snaps = [s for s in SNAPSHOT_EVALS if s < budget_evals]
+    bar = tqdm(total=budget_evals, desc=f"{opt.name} on {label}", unit="eval", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, budget_evals), rng)
+        while True:
+            before = oracle.evals
+            t0 = time.perf_counter()
+            try:
+                x, state = opt.step(x, state, oracle, rng)
+            except BudgetExhausted:
+                break
+            opt_time += time.perf_counter() - t0
+            bar.update(oracle.evals - before)
+            x = np.asarray(x, dtype=np.float32)
+            if not np.isfinite(x).all():
+                status, message = "diverged", f"non-finite density after {oracle.evals:g} evaluations"
+                break
+            if oracle.evals == before:
+                raise RuntimeError(f"optimizer {opt.name} made a step that evaluated nothing")
+            if next_cp < len(checkpoints) and oracle.evals >= checkpoints[next_cp]:
+                next_cp = int(np.searchsorted(checkpoints, oracle.evals, side="right"))
+                record(x)
+                bar.set_postfix(test_nll=f"{rows[-1]['test_nll']:.3f}")
+            while pending_snaps and oracle.evals >= pending_snaps[0]:
+                snapshot(x, f"{int(pending_snaps.pop(0))}")
+    except OracleInputError as exc:
+        status, message = "diverged", str(exc)
+    except KeyboardInterrupt:
+        status, message = "interrupted", "KeyboardInterrupt"
+    except Exception as exc:  # an optimizer's bug must not crash the harness
+        status, message = "error", "".join(traceback.format_exception_only(exc)).strip()
+    finally:
+        bar.close()
+    if rows[-1]["evals"] != oracle.evals:
+        record(x)
+    if np.isfinite(x).all():
+        snapshot(x, "final")
+    final = rows[-1]["test_nll"]
+    meta = {
+        "run_key": key, "problem": problem.name, "problem_label": label,
+        "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
+        "optimizer": opt.name, "optimizer_spec": optimizer_spec, "hyperparameters": full_hyper,
+        "seed": seed, "budget": budget_evals, "evals": oracle.evals, "status": status, "message": message,
+        "final_test_nll": None if not np.isfinite(final) else float(final),
+        "optimizer_seconds": opt_time, "snapshots": snapshots, **environment(),
+    }
+    for row in rows:
+        row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)
+    write_record(parquet, meta_path, rows, meta)
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    return RunResult(status, key, meta_path, meta["final_test_nll"])

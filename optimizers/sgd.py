@@ -1,0 +1,43 @@
+"""Stochastic gradient descent (paper Sec. 4)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from .base import Range, annealed
+
+
+class SGDState(NamedTuple):
+    t: int
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Minibatch SGD with the paper's annealing.
+
+    .. math:: x_{t+1} = x_t - \\eta_0 (1 + \\lambda t)^{-0.75} \\nabla f_{B_t}(x_t)
+
+    >>> from optimizers.testing import QuadraticOracle
+    >>> import numpy as np
+    >>> oracle = QuadraticOracle(); opt = SGD(lr=0.1, batch_size=4)
+    >>> x, rng = np.zeros(oracle.shape), np.random.default_rng(0)
+    >>> state = opt.init(x, oracle.info(), rng)
+    >>> for _ in range(500): x, state = opt.step(x, state, oracle, rng)
+    >>> bool(np.abs(x - oracle.minimiser).max() < 1e-3)
+    True
+    """
+
+    name: ClassVar[str] = "sgd"
+    search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2)}
+    lr: float = 1.0
+    decay: float = 1e-2
+    batch_size: int = 100
+
+    def init(self, x0, info, rng) -> SGDState:
+        return SGDState(t=0)
+
+    def step(self, x, state: SGDState, oracle, rng):
+        _, g = oracle.value_and_grad(x, oracle.next_batch(self.batch_size))
+        return x - annealed(self.lr, self.decay, state.t) * g, SGDState(state.t + 1)
