@@ -51,10 +51,12 @@ class PartialDFT:
         f = partial_dft_matrix(n, m_max, np.complex128) / n ** (1.0 / 3.0)
         self.f = f.astype(self.complex_dtype)                      # (K, N)
         self.f_h = np.ascontiguousarray(self.f.conj().T)           # (N, K)
-        self._first = np.ascontiguousarray(
-            np.concatenate([f.real.T, f.imag.T], axis=1).astype(self.real_dtype))   # (N, 2K)
-        self._first_adj = np.ascontiguousarray(
-            np.concatenate([f.real, f.imag], axis=0).astype(self.real_dtype))       # (2K, N)
+        # Real and imaginary parts interleaved, so the real product's (N^2, 2K)
+        # result *is* the complex (N^2, K) array (a view, no copy), and back.
+        inter = np.empty((n, 2 * f.shape[0]))
+        inter[:, 0::2], inter[:, 1::2] = f.real.T, f.imag.T
+        self._first = np.ascontiguousarray(inter.astype(self.real_dtype))            # (N, 2K)
+        self._first_adj = np.ascontiguousarray(inter.T.astype(self.real_dtype))      # (2K, N)
 
     @property
     def k(self) -> int:
@@ -62,17 +64,16 @@ class PartialDFT:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         n, k = self.n, self.k
-        t1 = x.reshape(n * n, n) @ self._first                    # [z*y, (re|im) mx]
-        t1 = (t1[:, :k] + 1j * t1[:, k:]).astype(self.complex_dtype).reshape(n, n, k)
+        x = np.ascontiguousarray(x, dtype=self.real_dtype)
+        t1 = (x.reshape(n * n, n) @ self._first).view(self.complex_dtype).reshape(n, n, k)
         t2 = np.matmul(self.f, t1)                                # [z, my, mx]
         return (self.f @ t2.reshape(n, k * k)).reshape(k, k, k)   # [mz, my, mx]
 
     def adjoint(self, g: np.ndarray) -> np.ndarray:
         n, k = self.n, self.k
         u2 = (self.f_h @ g.reshape(k, k * k)).reshape(n, k, k)    # [z, my, mx]
-        u1 = np.matmul(self.f_h, u2).reshape(n * n, k)            # [z*y, mx]
-        both = np.concatenate([u1.real, u1.imag], axis=1).astype(self.real_dtype, copy=False)
-        return (both @ self._first_adj).reshape(n, n, n)
+        u1 = np.ascontiguousarray(np.matmul(self.f_h, u2), dtype=self.complex_dtype)
+        return (u1.reshape(n * n, k).view(self.real_dtype) @ self._first_adj).reshape(n, n, n)
 
 
 def oversampled_spectrum(x: np.ndarray) -> np.ndarray:

@@ -59,51 +59,67 @@ class ParticleStack:
         return len(self._files)
 
     def iter_chunks(self, chunk: int = 1000):
-        """Yield ``(start, images)`` with images float32 of shape (m, N, N)."""
-        order = np.arange(len(self))
-        opened: dict[Path, np.ndarray] = {}
+        """Yield ``(start, images)`` with images float32 of shape (m, N, N).
+
+        Stacks are read with plain positioned reads, one run of consecutive
+        images at a time, so memory stays at one chunk however large the
+        stack is (a memory map would count every page touched as resident).
+        """
+        readers: dict[Path, _StackReader] = {}
+        for start in range(0, len(self), chunk):
+            stop = min(start + chunk, len(self))
+            out = np.empty((stop - start, self.box_size, self.box_size), dtype=np.float32)
+            row = start
+            while row < stop:
+                path, first = self._files[row], self._slices[row]
+                run = 1
+                while (row + run < stop and self._files[row + run] == path
+                       and self._slices[row + run] == first + run):
+                    run += 1
+                if path not in readers:
+                    readers[path] = _StackReader(path, self.box_size, self.star_path)
+                out[row - start:row - start + run] = readers[path].read(first, run)
+                row += run
+            finite = np.isfinite(out).all(axis=(1, 2))
+            if not finite.all():
+                bad = start + int(np.flatnonzero(~finite)[0])
+                raise DataError(f"{self._files[bad]}: image {self._slices[bad] + 1} contains "
+                                f"NaN or infinite pixels")
+            yield start, out
+
+
+class _StackReader:
+    """Positioned reads of images from one MRC stack, with its header checked once."""
+
+    def __init__(self, path: Path, box: int, star: Path):
+        if not path.exists():
+            raise DataError(f"{path}: image stack not found (named by rlnImageName in {star})")
         try:
-            for start in range(0, len(self), chunk):
-                sel = order[start:start + chunk]
-                out = np.empty((len(sel), self.box_size, self.box_size), dtype=np.float32)
-                for row, i in enumerate(sel):
-                    path = self._files[i]
-                    if path not in opened:
-                        opened[path] = _open_stack(path, self.box_size)
-                    data = opened[path]
-                    if self._slices[i] >= data.shape[0]:
-                        raise DataError(f"{path}: image {self._slices[i] + 1} requested by "
-                                        f"{self.star_path} (rlnImageName) but the stack has "
-                                        f"{data.shape[0]} images")
-                    out[row] = data[self._slices[i]]
-                if not np.all(np.isfinite(out)):
-                    bad = sel[~np.isfinite(out).all(axis=(1, 2))][0]
-                    raise DataError(f"{self._files[bad]}: image {self._slices[bad] + 1} contains "
-                                    f"NaN or infinite pixels")
-                yield start, out
-        finally:
-            opened.clear()
+            with mrcfile.open(path, header_only=True, permissive=False) as mrc:
+                header = mrc.header
+                self.dtype = mrcfile.utils.data_dtype_from_header(header)
+                nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+                self.offset = 1024 + int(header.nsymbt)
+        except Exception as exc:  # mrcfile raises ValueError and others for corrupt headers
+            raise DataError(f"{path}: not a readable MRC stack ({exc})") from exc
+        if nx != ny:
+            raise DataError(f"{path}: images are {nx} x {ny} pixels; cryoopt needs square images")
+        if nx != box:
+            raise DataError(f"{path}: images are {nx} px but {star} says rlnImageSize = {box}")
+        self.path, self.box, self.count = path, box, nz
+        self.image_bytes = box * box * self.dtype.itemsize
+        available = (path.stat().st_size - self.offset) // self.image_bytes
+        if available < nz:
+            raise DataError(f"{path}: truncated: header says {nz} images, the file holds {available}")
 
-
-def _open_stack(path: Path, box: int) -> np.ndarray:
-    if not path.exists():
-        raise DataError(f"{path}: image stack not found")
-    try:
-        mrc = mrcfile.mmap(path, mode="r", permissive=False)
-    except Exception as exc:  # mrcfile raises ValueError and others for corrupt headers
-        raise DataError(f"{path}: not a readable MRC stack ({exc})") from exc
-    data = mrc.data
-    if data is None:
-        raise DataError(f"{path}: MRC file has no data block (truncated?)")
-    if data.ndim == 2:
-        data = data[None]
-    if data.shape[1] != data.shape[2]:
-        raise DataError(f"{path}: images are {data.shape[2]} x {data.shape[1]} pixels; "
-                        f"cryoopt needs square images")
-    if data.shape[1] != box:
-        raise DataError(f"{path}: images are {data.shape[1]} px but the STAR file says "
-                        f"rlnImageSize = {box}")
-    return data
+    def read(self, first: int, count: int) -> np.ndarray:
+        if first + count > self.count:
+            raise DataError(f"{self.path}: image {first + count} requested (rlnImageName) but the "
+                            f"stack has {self.count} images")
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset + first * self.image_bytes)
+            data = np.fromfile(fh, dtype=self.dtype, count=count * self.box * self.box)
+        return data.reshape(count, self.box, self.box)
 
 
 def _column(df: pd.DataFrame, name: str, star: Path, default=None):
@@ -149,7 +165,7 @@ def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
         files.append((star.parent / fname).resolve())
     box = int(_column(particles, "rlnImageSize", star, default=0)[0])
     if box == 0:
-        box = _open_stack(files[0], _open_stack_box(files[0])).shape[1]
+        box = _open_stack_box(files[0], star)
     apix = float(pixel[0])
     ctf = CTFParams.from_physical(
         pixel_size=apix,
@@ -172,7 +188,9 @@ def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
     return ParticleStack(star, box, apix, ctf, rotations, shifts, files, np.asarray(slices))
 
 
-def _open_stack_box(path: Path) -> int:
+def _open_stack_box(path: Path, star: Path) -> int:
+    if not path.exists():
+        raise DataError(f"{path}: image stack not found (named by rlnImageName in {star})")
     with mrcfile.open(path, header_only=True) as mrc:
         return int(mrc.header.nx)
 

@@ -45,9 +45,50 @@ from .poses import PoseQuadrature
 from .projector import Slicer, slice_coordinates
 
 
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _exp_logits_fast(logits, log_weights, scale, lse, inv_total):
+    """float32: ``logits <- exp(scale * logits + log_weights - max)`` per image, in place.
+
+    ``exp`` is ``2^n * p(f)`` with a degree-6 polynomial for ``2^f`` on [0, 1)
+    (relative error about 2e-7, the size of float32 rounding) and ``2^n`` built
+    from its exponent bits; unlike libm's ``exp`` the loop vectorises, which
+    makes this phase 3-4x faster.  Values below ``2^-126`` flush to 2^-126 * p.
+    """
+    n_var, n_img, n_pose = logits.shape
+    for b in numba.prange(n_img):
+        top = np.float32(-np.inf)
+        for v in range(n_var):
+            row = logits[v, b]
+            w = log_weights[v]
+            for m in range(n_pose):
+                z = row[m] * scale + w[m]
+                row[m] = z
+                top = max(top, z)
+        total = 0.0
+        bits = np.empty(n_pose, dtype=np.int32)
+        for v in range(n_var):
+            row = logits[v, b]
+            for m in range(n_pose):
+                t = max((row[m] - top) * np.float32(1.4426950408889634), np.float32(-126.0))
+                n = np.floor(t)
+                f = t - n
+                row[m] = np.float32(1.0) + f * (np.float32(0.6931471805599453) + f * (
+                    np.float32(0.2402265069591007) + f * (np.float32(0.05550410866482158) + f * (
+                        np.float32(0.009618129107628477) + f * (np.float32(0.0013333558146428443)
+                                                               + f * np.float32(0.00015403530393381606))))))
+                bits[m] = (np.int32(n) + np.int32(127)) * np.int32(8388608)
+            powers = bits.view(np.float32)
+            for m in range(n_pose):
+                e = row[m] * powers[m]
+                row[m] = e
+                total += e
+        lse[b] = top + np.log(total)
+        inv_total[b] = 1.0 / total
+
+
 @numba.njit(parallel=True, cache=True)
-def _log_softmax_inplace(logits, log_weights, scale, lse):
-    """``logits[v, b, m] <- softmax over (v, m) of scale * logits + log_weights``; writes lse."""
+def _exp_logits_exact(logits, log_weights, scale, lse, inv_total):
+    """float64 (derivative checks): as :func:`_exp_logits_fast` with libm's exp."""
     n_var, n_img, n_pose = logits.shape
     for b in numba.prange(n_img):
         top = -np.inf
@@ -63,11 +104,18 @@ def _log_softmax_inplace(logits, log_weights, scale, lse):
                 e = np.exp(logits[v, b, m] - top)
                 logits[v, b, m] = e
                 total += e
-        inv = 1.0 / total
-        for v in range(n_var):
-            for m in range(n_pose):
-                logits[v, b, m] *= inv
         lse[b] = top + np.log(total)
+        inv_total[b] = 1.0 / total
+
+
+@numba.njit(cache=True, fastmath=True)
+def _slice_gradient_t(zt, s, scale, out):
+    """``out[j, t] = scale * (Zq[t, j] S[j, t] - Za[t, j])`` from ``Z^T`` rows [Re Za; Im Za; Zq]."""
+    n_pose, d = s.shape
+    for j in range(n_pose):
+        for t in range(d):
+            zq = zt[2 * d + t, j]
+            out[j, t] = scale * (zq * s[j, t] - (zt[t, j] + 1j * zt[d + t, j]))
 
 
 @contextmanager
@@ -124,7 +172,7 @@ class MarginalLikelihood:
         self.turn_index, self.turn_conj = quarter_turn_maps(band)
         k = band.k.astype(np.float64)
         self.shift_phase = np.exp(2j * np.pi * (quadrature.shifts @ k.T) / self.n).astype(self.cdtype)
-        self.log_weights = np.ascontiguousarray(quadrature.log_weights(), dtype=np.float64)
+        self.log_weights = np.ascontiguousarray(quadrature.log_weights(), dtype=self.dtype)
         self.mult = band.multiplicity.astype(self.dtype)
         self.scale = 1.0 / (2.0 * self.sigma**2)
 
@@ -157,13 +205,27 @@ class MarginalLikelihood:
     def _slice_rows(s: np.ndarray) -> np.ndarray:
         return np.concatenate([2 * s.real, 2 * s.imag, -(s.real**2 + s.imag**2)], axis=1)
 
+    def _exp_logits(self, s: np.ndarray, terms: BatchTerms, timings: dict | None = None):
+        """Unnormalised posterior ``e`` (V, B, n_base), per-image NLL (B,) and ``1 / sum e``."""
+        with _phase(timings, "forward GEMM"):
+            logits = (terms.a3 @ self._slice_rows(s).T).reshape(-1, terms.size, s.shape[0])
+        with _phase(timings, "log-sum-exp"):
+            lse = np.empty(terms.size, dtype=np.float64)
+            inv_total = np.empty(terms.size, dtype=np.float64)
+            kernel = _exp_logits_fast if self.dtype == np.float32 else _exp_logits_exact
+            kernel(logits, self.log_weights, self.dtype.type(self.scale), lse, inv_total)
+        return logits, terms.norm2 * self.scale - lse, inv_total
+
     def _posterior(self, s: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
         """Posterior ``P`` (V, B, n_base) over poses and per-image NLL (B,) float64."""
-        logits = terms.a3 @ self._slice_rows(s).T
-        logits = logits.reshape(-1, terms.size, s.shape[0])
-        lse = np.empty(terms.size, dtype=np.float64)
-        _log_softmax_inplace(logits, self.log_weights, self.scale, lse)
-        return logits, terms.norm2 * self.scale - lse
+        e, nll, inv_total = self._exp_logits(s, terms)
+        e *= inv_total.astype(self.dtype)[None, :, None]
+        return e, nll
+
+    def _weighted_rows(self, a3: np.ndarray, inv_total: np.ndarray) -> np.ndarray:
+        """``a3`` rows scaled by each image's ``1 / sum e``: ``e^T (a3 / total) = P^T a3``."""
+        n_var = a3.shape[0] // inv_total.size
+        return a3 * np.tile(inv_total.astype(self.dtype), n_var)[:, None]
 
     def _slice_gradient(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
         d = s.shape[1]
@@ -191,15 +253,12 @@ class MarginalLikelihood:
             cube = self.dft.forward(x.astype(self.dtype, copy=False))
         with _phase(timings, "slicing"):
             s = self.slicer.forward(cube)
-        with _phase(timings, "forward GEMM"):
-            logits = (terms.a3 @ self._slice_rows(s).T).reshape(-1, terms.size, s.shape[0])
-        with _phase(timings, "log-sum-exp"):
-            lse = np.empty(terms.size, dtype=np.float64)
-            _log_softmax_inplace(logits, self.log_weights, self.scale, lse)
-            nll = terms.norm2 * self.scale - lse
+        logits, nll, inv_total = self._exp_logits(s, terms, timings)
         with _phase(timings, "backward GEMM"):
-            z = logits.reshape(-1, s.shape[0]).T @ terms.a3                  # (n_base, 3D)
-            g = (self._slice_gradient(z, s) / terms.size).astype(self.cdtype, copy=False)
+            # Z^T = (a3 / total)^T e: this orientation runs ~1.5x faster than e^T (a3 / total).
+            zt = self._weighted_rows(terms.a3, inv_total).T @ logits.reshape(-1, s.shape[0])
+            g = np.empty_like(s)
+            _slice_gradient_t(zt, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
         with _phase(timings, "adjoint slicing"):
             g_cube = self.slicer.adjoint(g)
         with _phase(timings, "adjoint DFT"):

@@ -126,8 +126,8 @@ class CountingOracle:
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_GRADIENT, idx.size, "value_and_grad")
         nll, grad = self._lik.nll_and_grad(x, self._terms(idx))
-        grad += self._prior.grad(x) / self.dtype.type(self.n_train)
-        self.last_value = float(nll.mean() + self._prior.value(x) / self.n_train)
+        prior_value = self._prior.value_and_accumulate_grad(x, grad, 1.0 / self.n_train)
+        self.last_value = float(nll.mean() + prior_value / self.n_train)
         return self.last_value, grad
 
     def hvp(self, x, v, idx) -> np.ndarray:

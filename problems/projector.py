@@ -22,7 +22,9 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
+# Coordinates plus offset are never negative (checked in Slicer), so truncation
+# toward zero is the floor; it is half the cost of np.floor here.
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def _gather(cube, offset, coords, out):
     n_pose, n_coef = coords.shape[0], coords.shape[1]
     for j in numba.prange(n_pose):
@@ -30,7 +32,7 @@ def _gather(cube, offset, coords, out):
             px = coords[j, t, 0] + offset
             py = coords[j, t, 1] + offset
             pz = coords[j, t, 2] + offset
-            ix, iy, iz = int(np.floor(px)), int(np.floor(py)), int(np.floor(pz))
+            ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
             fx, fy, fz = px - ix, py - iy, pz - iz
             gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
             out[j, t] = (gz * (gy * (gx * cube[iz, iy, ix] + fx * cube[iz, iy, ix + 1])
@@ -40,7 +42,7 @@ def _gather(cube, offset, coords, out):
                                          + fx * cube[iz + 1, iy + 1, ix + 1])))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def _scatter(values, offset, coords, partial):
     n_chunk = partial.shape[0]
     n_pose, n_coef = coords.shape[0], coords.shape[1]
@@ -52,7 +54,7 @@ def _scatter(values, offset, coords, partial):
                 px = coords[j, t, 0] + offset
                 py = coords[j, t, 1] + offset
                 pz = coords[j, t, 2] + offset
-                ix, iy, iz = int(np.floor(px)), int(np.floor(py)), int(np.floor(pz))
+                ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
                 fx, fy, fz = px - ix, py - iy, pz - iz
                 gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
                 acc[iz, iy, ix] += gz * gy * gx * v
@@ -104,6 +106,8 @@ class Slicer:
 
 def gather_points(cube: np.ndarray, offset: float, coords: np.ndarray) -> np.ndarray:
     """Trilinear values of ``cube`` at ``coords + offset`` (shape (n, T, 3)); used by simulation."""
+    if coords.min() + offset < 0 or coords.max() + offset >= cube.shape[0] - 1:
+        raise ValueError("gather_points: coordinates outside the cube")
     out = np.empty(coords.shape[:2], dtype=cube.dtype)
     _gather(cube, coords.dtype.type(offset), np.ascontiguousarray(coords), out)
     return out
