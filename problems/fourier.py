@@ -41,7 +41,12 @@ class PartialDFT:
     ``forward(x)[mz, my, mx] = Vhat((mx, my, mz) / 2)`` for a real (N, N, N)
     volume; ``adjoint(g) = Re(F^H g)``, the gradient of ``Re <g, forward(x)>``
     with respect to ``x``.  Both are three matrix products whose cost is
-    dominated by the first, an (N^2 x N) @ (N x 2K) real product.
+    dominated by the first, an (N^2 x N) @ (N x 2K') real product.
+
+    A real volume has a Hermitian spectrum, ``Vhat(-q) = conj Vhat(q)``, so
+    only the half ``mx >= 0`` (``K' = m_max + 1`` columns) is transformed and
+    the other half is filled by conjugation; the adjoint folds the gradient of
+    the filled half back onto the computed one.
     """
 
     def __init__(self, n: int, m_max: int, real_dtype=np.float32):
@@ -51,29 +56,38 @@ class PartialDFT:
         f = partial_dft_matrix(n, m_max, np.complex128) / n ** (1.0 / 3.0)
         self.f = f.astype(self.complex_dtype)                      # (K, N)
         self.f_h = np.ascontiguousarray(self.f.conj().T)           # (N, K)
-        # Real and imaginary parts interleaved, so the real product's (N^2, 2K)
-        # result *is* the complex (N^2, K) array (a view, no copy), and back.
-        inter = np.empty((n, 2 * f.shape[0]))
-        inter[:, 0::2], inter[:, 1::2] = f.real.T, f.imag.T
-        self._first = np.ascontiguousarray(inter.astype(self.real_dtype))            # (N, 2K)
-        self._first_adj = np.ascontiguousarray(inter.T.astype(self.real_dtype))      # (2K, N)
+        half = f[m_max:]                                           # mx = 0..m_max
+        # Real and imaginary parts interleaved, so the real product's (N^2, 2K')
+        # result *is* the complex (N^2, K') array (a view, no copy), and back.
+        inter = np.empty((n, 2 * half.shape[0]))
+        inter[:, 0::2], inter[:, 1::2] = half.real.T, half.imag.T
+        self._first = np.ascontiguousarray(inter.astype(self.real_dtype))            # (N, 2K')
+        self._first_adj = np.ascontiguousarray(inter.T.astype(self.real_dtype))      # (2K', N)
 
     @property
     def k(self) -> int:
         return 2 * self.m_max + 1
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        n, k = self.n, self.k
+        n, k, m = self.n, self.k, self.m_max
+        kh = m + 1
         x = np.ascontiguousarray(x, dtype=self.real_dtype)
-        t1 = (x.reshape(n * n, n) @ self._first).view(self.complex_dtype).reshape(n, n, k)
-        t2 = np.matmul(self.f, t1)                                # [z, my, mx]
-        return (self.f @ t2.reshape(n, k * k)).reshape(k, k, k)   # [mz, my, mx]
+        t1 = (x.reshape(n * n, n) @ self._first).view(self.complex_dtype).reshape(n, n, kh)
+        t2 = np.matmul(self.f, t1)                                          # [z, my, mx >= 0]
+        half = (self.f @ t2.reshape(n, k * kh)).reshape(k, k, kh)           # [mz, my, mx >= 0]
+        cube = np.empty((k, k, k), dtype=self.complex_dtype)
+        cube[:, :, m:] = half
+        cube[:, :, :m] = half[::-1, ::-1, m:0:-1].conj()
+        return cube
 
     def adjoint(self, g: np.ndarray) -> np.ndarray:
-        n, k = self.n, self.k
-        u2 = (self.f_h @ g.reshape(k, k * k)).reshape(n, k, k)    # [z, my, mx]
+        n, k, m = self.n, self.k, self.m_max
+        kh = m + 1
+        gh = np.array(g[:, :, m:], dtype=self.complex_dtype)
+        gh[:, :, 1:] += g[::-1, ::-1, m - 1::-1].conj()
+        u2 = (self.f_h @ gh.reshape(k, k * kh)).reshape(n, k, kh)           # [z, my, mx >= 0]
         u1 = np.ascontiguousarray(np.matmul(self.f_h, u2), dtype=self.complex_dtype)
-        return (u1.reshape(n * n, k).view(self.real_dtype) @ self._first_adj).reshape(n, n, n)
+        return (u1.reshape(n * n, kh).view(self.real_dtype) @ self._first_adj).reshape(n, n, n)
 
 
 def oversampled_spectrum(x: np.ndarray) -> np.ndarray:

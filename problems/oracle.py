@@ -89,7 +89,8 @@ class CountingOracle:
             raise OracleInputError(f"{self._name}: {what} has shape {arr.shape}, expected {self.shape}")
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise OracleInputError(f"{self._name}: {what} has dtype {arr.dtype}, expected real numbers")
-        out = np.array(arr, dtype=self.dtype, copy=True)
+        # Not copied when already in the working dtype: the oracle keeps no reference.
+        out = np.ascontiguousarray(arr, dtype=self.dtype)
         if not np.isfinite(out).all():
             raise OracleInputError(f"{self._name}: {what} contains NaN or infinite values "
                                    f"({int((~np.isfinite(out)).sum())} voxels)")

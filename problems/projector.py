@@ -74,8 +74,74 @@ def slice_coordinates(rotations: np.ndarray, band_k: np.ndarray, dtype=np.float3
     return np.ascontiguousarray((2.0 * q).astype(dtype))
 
 
+@numba.njit(cache=True)
+def _copy_derived(slices, derived, parent, perm, conj):
+    for r in range(derived.size):
+        dst, src = derived[r], parent[r]
+        for t in range(perm.shape[1]):
+            v = slices[src, perm[r, t]]
+            slices[dst, t] = np.conj(v) if conj[r, t] else v
+
+
+@numba.njit(cache=True)
+def _fold_derived(grads, derived, parent, perm, conj):
+    for r in range(derived.size):
+        dst, src = derived[r], parent[r]
+        for t in range(perm.shape[1]):
+            v = grads[dst, t]
+            grads[src, perm[r, t]] += np.conj(v) if conj[r, t] else v
+
+
+def find_derived_rows(coords: np.ndarray, decimals: int = 4):
+    """Rows whose coordinate set is a signed permutation of an earlier row's.
+
+    For a real density the spectrum is Hermitian (``Vhat(-q) = conj Vhat(q)``)
+    and trilinear interpolation on the symmetric cube keeps that exactly, so
+    a slice whose sample points are ``+-`` a permutation of another slice's
+    points is a permutation (with conjugations) of that slice.  Antipodal
+    Lebedev directions produce such pairs: the pose ``(-d, pi - psi)`` is the
+    pose ``(d, psi)`` seen in a mirror, which halves the trilinear work.
+
+    Returns ``(primary, derived, parent, perm, conj)``: ``slice[derived[r],
+    t] = slice[parent[r], perm[r, t]]``, conjugated where ``conj[r, t]``.
+    """
+    scale = 10.0**decimals
+    keys = np.round(coords.astype(np.float64) * scale).astype(np.int64)      # (n, T, 3)
+    # canonical sign: first non-zero coordinate positive
+    first = np.where(keys[..., 0] != 0, keys[..., 0], np.where(keys[..., 1] != 0, keys[..., 1], keys[..., 2]))
+    flip = first < 0
+    canon = np.where(flip[..., None], -keys, keys)
+    seen: dict[bytes, int] = {}
+    orders = []
+    primary, derived, parent, perms, conjs = [], [], [], [], []
+    for row in range(coords.shape[0]):
+        c = canon[row]
+        order = np.lexsort((c[:, 2], c[:, 1], c[:, 0]))
+        orders.append(order)
+        signature = c[order].tobytes()
+        if signature in seen:
+            src = seen[signature]
+            perm = np.empty(c.shape[0], dtype=np.int64)
+            perm[order] = orders[src]
+            derived.append(row)
+            parent.append(src)
+            perms.append(perm)
+            conjs.append(flip[row] != flip[src][perm])
+        else:
+            seen[signature] = row
+            primary.append(row)
+    t = coords.shape[1]
+    return (np.asarray(primary, dtype=np.int64), np.asarray(derived, dtype=np.int64),
+            np.asarray(parent, dtype=np.int64), np.asarray(perms, dtype=np.int64).reshape(-1, t),
+            np.asarray(conjs, dtype=bool).reshape(-1, t))
+
+
 class Slicer:
     """The linear map cube -> slices (``T``) and its adjoint (``T^T``).
+
+    Only the rows found *primary* by :func:`find_derived_rows` are
+    interpolated; the others are copied from their parents (forward) and
+    folded back into them (adjoint).
 
     Parameters
     ----------
@@ -83,24 +149,51 @@ class Slicer:
         Cube coordinates relative to the cube centre (from :func:`slice_coordinates`).
     m_max : int
         Cube half-width; the cube has ``2 m_max + 1`` samples per axis.
+    use_symmetry : bool
+        Derive mirrored slices instead of interpolating them (default True).
     """
 
-    def __init__(self, coords: np.ndarray, m_max: int):
+    def __init__(self, coords: np.ndarray, m_max: int, use_symmetry: bool = True):
         if np.abs(coords).max() > m_max - 1:
             raise ValueError("slice coordinates leave the cube; increase m_max")
         self.coords = coords
         self.m_max = int(m_max)
+        n = coords.shape[0]
+        if use_symmetry:
+            self.primary, self.derived, self.parent, self.perm, self.conj = find_derived_rows(coords)
+        else:
+            self.primary = np.arange(n)
+            self.derived = self.parent = np.zeros(0, dtype=np.int64)
+            self.perm, self.conj = np.zeros((0, coords.shape[1]), np.int64), np.zeros((0, coords.shape[1]), bool)
+        self._primary_coords = np.ascontiguousarray(coords[self.primary])
+        self._all_primary = self.derived.size == 0 and np.array_equal(self.primary, np.arange(n))
+
+    @property
+    def n_interpolated(self) -> int:
+        return int(self.primary.size)
 
     def forward(self, cube: np.ndarray) -> np.ndarray:
+        offset = self.coords.dtype.type(self.m_max)
+        if self._all_primary:
+            out = np.empty(self.coords.shape[:2], dtype=cube.dtype)
+            _gather(cube, offset, self.coords, out)
+            return out
+        part = np.empty(self._primary_coords.shape[:2], dtype=cube.dtype)
+        _gather(cube, offset, self._primary_coords, part)
         out = np.empty(self.coords.shape[:2], dtype=cube.dtype)
-        _gather(cube, self.coords.dtype.type(self.m_max), self.coords, out)
+        out[self.primary] = part
+        _copy_derived(out, self.derived, self.parent, self.perm, self.conj)
         return out
 
     def adjoint(self, values: np.ndarray) -> np.ndarray:
         k = 2 * self.m_max + 1
+        if not self._all_primary:
+            values = values.copy()
+            _fold_derived(values, self.derived, self.parent, self.perm, self.conj)
+            values = np.ascontiguousarray(values[self.primary])
         n_chunk = max(1, min(numba.get_num_threads(), values.shape[0]))
         partial = np.zeros((n_chunk, k, k, k), dtype=values.dtype)
-        _scatter(values, self.coords.dtype.type(self.m_max), self.coords, partial)
+        _scatter(values, self.coords.dtype.type(self.m_max), self._primary_coords, partial)
         return partial.sum(axis=0)
 
 
