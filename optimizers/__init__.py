@@ -10,10 +10,21 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .adaptive import Adam, AdaGrad
 from .base import Optimizer, Range, RunInfo, hyperparameters
+from .em import EM, ProjectionMatching
+from .hessian_free import HessianFree
+from .hutchinson_sgd import HutchinsonSGD
+from .momentum import Momentum, Nesterov
+from .olbfgs import OLBFGS
+from .sagd import SAGD
 from .sgd import SGD
+from .tonga import TONGA
+from .torch_adapter import TorchOptimizer
 
-BUILTIN = {cls.name: cls for cls in (SGD,)}
+BUILTIN = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, TONGA, OLBFGS, HessianFree, Adam,
+                                     SAGD, HutchinsonSGD, EM, ProjectionMatching, TorchOptimizer)}
+PAPER_SEVEN = ("sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free")
 
 __all__ = ["Optimizer", "Range", "RunInfo", "hyperparameters", "available", "get_optimizer_class",
            "get_optimizer"]

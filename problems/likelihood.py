@@ -293,18 +293,39 @@ class MarginalLikelihood:
         h = (z * u + dz[:, 2 * d:] * s - dza) / (self.sigma**2 * terms.size)
         return self.slices_adjoint(h.astype(self.cdtype, copy=False))
 
-    def expectation(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior-weighted back-projection sums over the batch.
+    def expectation(self, x: np.ndarray, terms: BatchTerms, hard: bool = False):
+        """Posterior-weighted sums per base slice over the batch (the E-step).
 
-        With ``Z = P^T A3`` (the same product as the gradient), slice ``j``
-        receives ``sum_i P_ij c C_i I_i`` (``Z_a``) and ``sum_i P_ij c C_i^2``
-        (``Z_q``); both are scattered to the oversampled cube with ``T^T``.
-        Returns ``(numerator complex cube, weight real cube)``.
+        ``za[j] = sum_i P_ij c C_i I_i`` and ``zq[j] = sum_i P_ij c C_i^2``
+        (images moved into each pose's frame by the variant rows), i.e.
+        ``Z = P^T A3`` -- the same product as the gradient.  With ``hard``
+        the posterior is replaced by a one-hot at each image's most probable
+        pose (projection matching's global search).
+        Returns ``(za complex (n_base, D), zq real (n_base, D))``.
         """
         s = self.slices(x)
         p, _ = self._posterior(s, terms)
+        if hard:
+            flat = np.moveaxis(p, 1, 0).reshape(terms.size, -1)
+            best = flat.argmax(axis=1)
+            p = np.zeros_like(flat)
+            p[np.arange(terms.size), best] = 1
+            p = np.moveaxis(p.reshape(terms.size, -1, s.shape[0]), 0, 1)
         z = p.reshape(-1, s.shape[0]).T @ terms.a3
         d = s.shape[1]
-        za = (z[:, :d] + 1j * z[:, d:2 * d]).astype(self.cdtype)
-        weight = self.slicer.adjoint(z[:, 2 * d:].astype(self.cdtype)).real
-        return self.slicer.adjoint(za), np.ascontiguousarray(weight)
+        return (z[:, :d] + 1j * z[:, d:2 * d]).astype(self.cdtype), np.ascontiguousarray(z[:, 2 * d:])
+
+    def complete_data_objective(self, x: np.ndarray, za: np.ndarray, zq: np.ndarray,
+                                count: int) -> tuple[float, np.ndarray]:
+        r"""The M-step objective and its gradient, for fixed E-step sums over ``count`` images.
+
+        .. math:: Q(x) = \frac{1}{2\sigma^2 n}\sum_j \big(\langle z_q, |S_j|^2\rangle
+                  - 2\,\mathrm{Re}\langle z_a, S_j\rangle\big) + \text{const}
+
+        (``sum_ij P_ij E_ij / (2 sigma^2 n)`` up to the ``|I|^2`` term); it is a
+        convex quadratic in ``x``.
+        """
+        s = self.slices(x)
+        value = float(np.sum(zq * (s.real**2 + s.imag**2) - 2 * (za.conj() * s).real, dtype=np.float64))
+        grad = self.slices_adjoint(((zq * s - za) / (self.sigma**2 * count)).astype(self.cdtype))
+        return value / (2 * self.sigma**2 * count), grad

@@ -12,12 +12,27 @@ reference to the problem or to the held-out images.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+from scipy.optimize import minimize
 
 from .likelihood import MarginalLikelihood
 from .prior import DensityPrior
 from .protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
                        OracleInputError)
+
+
+@dataclass(frozen=True)
+class EStepStatistics:
+    """Per-slice posterior-weighted sums over ``count`` images (see ``expectation``)."""
+
+    za: np.ndarray
+    zq: np.ndarray
+    count: int
+
+    def __add__(self, other: "EStepStatistics") -> "EStepStatistics":
+        return EStepStatistics(self.za + other.za, self.zq + other.zq, self.count + other.count)
 
 
 class CountingOracle:
@@ -139,19 +154,39 @@ class CountingOracle:
         out += self._prior.hess_diag(x) * v / self.dtype.type(self.n_train)
         return out
 
-    def expectation(self, x, idx) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior-weighted back-projection sums for EM-type updates (cost 1 per image).
+    def expectation(self, x, idx, hard: bool = False) -> EStepStatistics:
+        """Posterior-weighted back-projection sums of a batch, for EM-type baselines (cost 1 per image).
 
-        Returns ``(numerator, weight)`` on the band's 2x oversampled cube
-        (complex, real), summed over the batch: ``numerator = T^T sum_ij P_ij
-        c C_i I_i`` and ``weight = T^T sum_ij P_ij c C_i^2`` (images rotated and
-        shifted into each pose's frame).  ``numerator / (weight + eps)`` is the
-        posterior-weighted back-projection (the E-step of batch EM, paper
-        Fig. 6); see :meth:`MarginalLikelihood.expectation`.
+        Returns :class:`EStepStatistics`, which add up over batches; give the
+        sum to :meth:`m_step`.  ``hard=True`` assigns each image to its most
+        probable pose (projection matching).
         """
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_EXPECTATION, idx.size, "expectation")
-        return self._lik.expectation(x, self._terms(idx))
+        za, zq = self._lik.expectation(x, self._terms(idx), hard=hard)
+        return EStepStatistics(za, zq, int(idx.size))
+
+    def m_step(self, stats: EStepStatistics, x0, max_iter: int = 30) -> np.ndarray:
+        """Maximise the expected complete-data log posterior for fixed E-step statistics.
+
+        Minimises ``Q(x) + rho(x) / K`` (:meth:`MarginalLikelihood.complete_data_objective`,
+        a convex problem) by L-BFGS-B from ``x0``.  It touches no image, so it
+        costs nothing in the oracle's currency; the E-step that produced
+        ``stats`` was charged.
+        """
+        if not isinstance(stats, EStepStatistics) or stats.count < 1:
+            raise OracleInputError(f"{self._name}: m_step needs EStepStatistics from expectation()")
+        x0 = self._check_x(x0, "x0")
+
+        def fun(flat):
+            x = flat.reshape(self.shape).astype(self.dtype)
+            q, grad = self._lik.complete_data_objective(x, stats.za, stats.zq, stats.count)
+            prior = self._prior.value_and_accumulate_grad(x, grad, 1.0 / self.n_train)
+            return q + prior / self.n_train, grad.ravel().astype(np.float64)
+
+        res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
+                       options={"maxiter": int(max_iter)})
+        return res.x.reshape(self.shape).astype(self.dtype)
 
     # ---------------------------------------------------------- batch order
     def _epoch_order(self, epoch: int) -> np.ndarray:
