@@ -23,6 +23,8 @@ from problems import BudgetExhausted, Problem
 from problems.io import write_mrc
 from problems.protocol import OracleInputError
 
+from .metrics import compare_to_truth
+from .guard import TamperingDetected, check_ledger, guarded
 from .records import environment, record_paths, run_key, write_record
 
 SNAPSHOT_EVALS = (5_000, 50_000)
@@ -58,8 +60,16 @@ class RunResult:
 
 def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget: str | float = "1epoch",
         seed: int = 0, results_dir: str | Path = "results", progress: bool = True,
-        x0: np.ndarray | None = None, force: bool = False) -> RunResult:
-    """Run one optimizer on one problem and write its record (or reuse an existing one)."""
+        x0: np.ndarray | None = None, force: bool = False, compare_truth: bool = True,
+        sandbox=None) -> RunResult:
+    """Run one optimizer on one problem and write its record (or reuse an existing one).
+
+    The optimizer sees a guarded facade of the oracle (:mod:`bench.guard`);
+    after every step the oracle's counter is checked against the harness's
+    ledger.  ``compare_truth`` aligns the density to the ground truth (when
+    there is one) at each snapshot and records the FSC resolutions.
+    ``sandbox`` is a :class:`bench.guard.SandboxSwitch` turned on around steps.
+    """
     opt = get_optimizer(optimizer_spec, **(hyper or {}))
     full_hyper = hyperparameters(opt)
     budget_evals = parse_budget(budget, problem.n_train)
@@ -72,6 +82,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
             return RunResult(meta["status"], key, meta_path, meta.get("final_test_nll"), skipped=True)
 
     oracle = problem.oracle(budget=budget_evals)
+    facade, ledger = guarded(oracle)
     rng = np.random.default_rng([seed, 0xC0FFEE])
     x = problem.initial_density(seed) if x0 is None else np.array(x0, dtype=np.float32)
     checkpoints = checkpoint_schedule(budget_evals)
@@ -83,10 +94,17 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         rows.append({"evals": oracle.evals, "wall_time": opt_time, "train_objective": oracle.last_value,
                      "test_nll": problem.test_nll(x_now) if np.isfinite(x_now).all() else np.nan})
 
+    fsc_results: dict[str, dict] = {}
+
     def snapshot(x_now: np.ndarray, tag: str) -> None:
         path = meta_path.with_name(f"{key}.{tag}.mrc")
-        write_mrc(path, x_now, problem.metadata.get("pixel_size_angstrom", 1.0))
+        pixel = problem.metadata.get("pixel_size_angstrom", 1.0)
+        write_mrc(path, x_now, pixel)
         snapshots[tag] = path.name
+        if compare_truth and problem.ground_truth is not None:
+            cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max)
+            fsc_results[tag] = {k: v for k, v in cmp.items() if k != "aligned"}
+            fsc_results[tag]["evals"] = oracle.evals
 
     status, message = "finished", ""
     record(x)
@@ -100,9 +118,16 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
             before = oracle.evals
             t0 = time.perf_counter()
             try:
-                x, state = opt.step(x, state, oracle, rng)
+                if sandbox is not None:
+                    sandbox.active = True
+                x, state = opt.step(x, state, facade, rng)
             except BudgetExhausted:
+                check_ledger(oracle, ledger, before)
                 break
+            finally:
+                if sandbox is not None:
+                    sandbox.active = False
+            check_ledger(oracle, ledger, before)
             opt_time += time.perf_counter() - t0
             bar.update(oracle.evals - before)
             x = np.asarray(x, dtype=np.float32)
@@ -117,8 +142,10 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                 bar.set_postfix(test_nll=f"{rows[-1]['test_nll']:.3f}")
             while pending_snaps and oracle.evals >= pending_snaps[0]:
                 snapshot(x, f"{int(pending_snaps.pop(0))}")
+    except TamperingDetected as exc:
+        status, message = "error", str(exc)
     except OracleInputError as exc:
-        status, message = "diverged", str(exc)
+        status, message = ("diverged" if "NaN" in str(exc) or "infinite" in str(exc) else "error"), str(exc)
     except KeyboardInterrupt:
         status, message = "interrupted", "KeyboardInterrupt"
     except Exception as exc:  # an optimizer's bug must not crash the harness
@@ -136,7 +163,8 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         "optimizer": opt.name, "optimizer_spec": optimizer_spec, "hyperparameters": full_hyper,
         "seed": seed, "budget": budget_evals, "evals": oracle.evals, "status": status, "message": message,
         "final_test_nll": None if not np.isfinite(final) else float(final),
-        "optimizer_seconds": opt_time, "snapshots": snapshots, **environment(),
+        "optimizer_seconds": opt_time, "snapshots": snapshots, "fsc": fsc_results,
+        "calls": ledger.calls, **environment(),
     }
     for row in rows:
         row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)

@@ -28,6 +28,10 @@ class Problem:
                  test_indices: np.ndarray, r_max: float, sigma: float, lambda_plus: float,
                  lambda_minus: float, shift_extent: float, shift_sigma: float, order_seed: int,
                  ground_truth: np.ndarray | None = None):
+        self._init_args = dict(name=name, version=version, fixed=fixed, r_max=r_max, sigma=sigma,
+                               lambda_plus=lambda_plus, lambda_minus=lambda_minus,
+                               shift_extent=shift_extent, shift_sigma=shift_sigma, order_seed=order_seed)
+        self._pixel_size = data.pixel_size
         self.name = name
         self.box_size = data.box_size
         self.band = make_band(r_max)
@@ -110,6 +114,24 @@ class Problem:
         model = np.sum(c * ctf**2 * slice_power)
         scale = np.sqrt(max(excess, 0.0) / model) if model > 0 else 1.0
         return (x0 * scale).astype(np.float32)
+
+    def validation_split(self, n_validation: int = 100, seed: int = 0) -> "Problem":
+        """A problem for tuning: ``n_validation`` training images become its held-out set.
+
+        The returned problem trains on the remaining training images and its
+        ``test_nll`` is the NLL of the validation images, so hyperparameters
+        are chosen without ever touching the real test images.
+        """
+        if not 0 < n_validation < self.n_train:
+            raise ValueError(f"{self.name}: n_validation must be in (0, {self.n_train})")
+        rng = np.random.default_rng([seed, 0x7A11D])
+        chosen = np.sort(rng.choice(self.n_train, n_validation, replace=False))
+        args = dict(self._init_args)
+        args["name"] = f"{self.name}-validation"
+        args["fixed"] = {**args["fixed"], "validation_of": self.metadata["content_hash"],
+                         "validation_seed": seed}
+        data = BandData(self._train[0], self._train[1], self._pixel_size, self.box_size)
+        return Problem(data=data, test_indices=chosen, ground_truth=self.ground_truth, **args)
 
     def __repr__(self) -> str:
         return f"Problem({self.name}, N={self.box_size}, n_train={self.n_train}, M={self.quadrature.size})"

@@ -23,6 +23,9 @@ def add_args(p) -> None:
     p.add_argument("--set", action="append", default=[], metavar="K=V", help="hyperparameter")
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--force", action="store_true", help="rerun even if the record exists")
+    p.add_argument("--path", default=None, help="particle file (.star or .cs) for --problem star")
+    p.add_argument("--problem-arg", action="append", default=[], metavar="K=V",
+                   help="extra load_problem keyword, e.g. r_max=0.16 or box=64")
 
 
 def main(args) -> int:
@@ -35,7 +38,15 @@ def main(args) -> int:
         if not sep:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
         hyper[key] = _value(val)
-    problem = load_problem(args.problem, scale=args.scale, seed=args.seed)
+    extra = {}
+    for item in getattr(args, "problem_arg", []):
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"--problem-arg {item!r}: expected KEY=VALUE")
+        extra[key] = _value(val)
+    if getattr(args, "path", None):
+        extra["path"] = args.path
+    problem = load_problem(args.problem, scale=args.scale, seed=args.seed, **extra)
     result = run(problem, args.optimizer, hyper, budget=args.budget, seed=args.seed,
                  results_dir=args.results, force=args.force)
     start = problem.test_nll(problem.initial_density(args.seed))

@@ -1,0 +1,27 @@
+"""Submit an optimizer (path/to/file.py:Class or a name) to the leaderboard of one problem."""
+from __future__ import annotations
+
+
+def add_args(p) -> None:
+    p.add_argument("optimizer", help="path/to/file.py:ClassName (or an installed name)")
+    p.add_argument("--problem", default="synthetic")
+    p.add_argument("--scale", default="tiny", choices=["tiny", "small", "paper"])
+    p.add_argument("--results", default="results")
+    p.add_argument("--budget", help="full budget (default by scale: tiny 3epochs, small 5epochs)")
+    p.add_argument("--tuning-budget", help="budget of each tuning trial (default 1epoch)")
+    p.add_argument("--trials", type=int, help="tuning trials (default by scale)")
+    p.add_argument("--seeds", type=int, help="seeds at full budget (default 3)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per run (default 600)")
+
+
+def main(args) -> int:
+    from ..leaderboard import rank, to_markdown
+    from ..submit import ensure_builtin_entries, run_protocol
+    path = run_protocol(args.problem, args.scale, args.optimizer, results_dir=args.results,
+                        budget=args.budget, tuning_budget=args.tuning_budget, trials=args.trials,
+                        seeds=args.seeds, timeout=args.timeout)
+    ensure_builtin_entries(args.problem, args.scale, args.results)
+    label = path.parent.name
+    print(f"entry written: {path}\n")
+    print(to_markdown(rank(args.results, label), label))
+    return 0

@@ -1,0 +1,93 @@
+"""Leaderboard entries (one JSON per optimizer and problem) and their ranking.
+
+An entry records the protocol's outcome for one optimizer on one problem:
+the chosen hyperparameters, the tuning cost, and the seed runs.  Ranking is
+by mean held-out test NLL at the full budget, with a bootstrap 95%
+confidence interval over seeds, plus the evaluations each needs to close
+fixed fractions of the gap between the initial density's test NLL and the
+ground truth's (50% and 90%; median over seeds; "never" if not reached).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+GAP_FRACTIONS = (0.5, 0.9)
+
+
+def entry_path(results_dir: Path, label: str, optimizer_name: str) -> Path:
+    return Path(results_dir) / "leaderboard" / label / f"{optimizer_name.replace('/', '_').replace(':', '_')}.json"
+
+
+def write_entry(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(entry, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% CI of the mean (resampling seeds)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (n_boot, values.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def evals_to_close_gap(parquet: Path, reference: float, fraction: float) -> float:
+    """First checkpoint where ``test_nll - reference <= (1 - fraction) (test_nll_0 - reference)``."""
+    table = pd.read_parquet(parquet)
+    start = table["test_nll"].iloc[0]
+    hit = table[table["test_nll"] - reference <= (1 - fraction) * (start - reference)]
+    return float(hit["evals"].iloc[0]) if len(hit) else np.inf
+
+
+def rank(results_dir: Path, label: str) -> pd.DataFrame:
+    """One row per entry, best first."""
+    rows = []
+    for path in sorted((Path(results_dir) / "leaderboard" / label).glob("*.json")):
+        entry = json.loads(path.read_text())
+        finals = np.array([r["final_test_nll"] if r["final_test_nll"] is not None else np.inf
+                           for r in entry["runs"]])
+        finite = finals[np.isfinite(finals)]
+        lo, hi = bootstrap_ci(finite) if finite.size else (np.inf, np.inf)
+        row = {"optimizer": entry["optimizer"], "submitted": entry.get("submitted", False),
+               "test_nll": float(finite.mean()) if finite.size == len(finals) and finite.size else np.inf,
+               "ci_low": lo, "ci_high": hi, "seeds": len(finals),
+               "diverged": int(np.sum(~np.isfinite(finals))), "tuning_evals": entry["tuning_cost"],
+               "hyperparameters": json.dumps(entry["hyperparameters"], sort_keys=True)}
+        reference = entry.get("reference_test_nll")
+        for frac in GAP_FRACTIONS:
+            col = f"evals_to_{frac:.0%}"
+            hits = [evals_to_close_gap(Path(r["meta_path"]).with_suffix(".parquet"), reference, frac)
+                    for r in entry["runs"] if reference is not None and r.get("meta_path")
+                    and Path(r["meta_path"]).exists()]
+            row[col] = float(np.median(hits)) if hits else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table.sort_values(["test_nll", "optimizer"]).reset_index(drop=True)
+        table.index = table.index + 1
+    return table
+
+
+def to_markdown(table: pd.DataFrame, label: str, budget: str | None = None) -> str:
+    lines = [f"## Leaderboard: {label}" + (f" (budget {budget})" if budget else ""), "",
+             "Mean held-out test NLL over seeds at the full budget (lower is better), bootstrap 95% CI; "
+             "evaluations are per-image gradients; the gap is test NLL(initial) - test NLL(ground truth).", "",
+             "| rank | optimizer | test NLL (mean) | 95% CI | evals to close 50% of gap | evals to close 90% | tuning evals | seeds |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
+    fmt = lambda v: "n/a" if np.isnan(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
+    for i, r in table.iterrows():
+        name = f"**{r.optimizer}** (submitted)" if r.submitted else r.optimizer
+        nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
+        ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        lines.append(f"| {i} | {name} | {nll} | {ci} | {fmt(r['evals_to_50%'])} | "
+                     f"{fmt(r['evals_to_90%'])} | {r.tuning_evals:,.0f} | {r.seeds} |")
+    return "\n".join(lines) + "\n"

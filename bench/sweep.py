@@ -1,0 +1,88 @@
+"""Many runs: a grid of (optimizer, hyperparameters, seed) on one problem, resumable.
+
+Each run's record path is a hash of its inputs and a record is complete only
+once its JSON exists (written last, atomically), so a sweep killed at any
+moment -- even by SIGKILL -- and started again skips the finished runs and
+redoes at most the runs that were in flight.  Runs execute on joblib worker
+processes by default and on a Dask cluster when a scheduler address is given.
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import tomllib
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+@functools.lru_cache(maxsize=4)
+def _problem(name: str, scale: str, data_seed: int, extra: tuple = ()):
+    from problems import load_problem
+    return load_problem(name, scale=scale, seed=data_seed, progress=False, **dict(extra))
+
+
+def execute(spec: dict) -> dict:
+    """Run one spec (a plain dict, so it travels to any worker) and return its summary."""
+    from .runner import run
+    problem = _problem(spec["problem"], spec["scale"], spec.get("data_seed", 0), tuple(sorted(spec.get("extra", {}).items())))
+    if spec.get("validation"):
+        problem = problem.validation_split(spec["validation"], seed=spec.get("data_seed", 0))
+    res = run(problem, spec["optimizer"], spec.get("hyper", {}), budget=spec["budget"], seed=spec.get("seed", 0),
+              results_dir=spec.get("results_dir", "results"), progress=False,
+              compare_truth=spec.get("compare_truth", True))
+    return {"spec": spec, "status": res.status, "key": res.key, "final_test_nll": res.final_test_nll,
+            "skipped": res.skipped, "meta_path": str(res.meta_path)}
+
+
+def load_config(path: str | Path) -> list[dict]:
+    """Expand a sweep TOML file into run specs.
+
+    ::
+
+        problem = "synthetic"      # optional, default synthetic
+        scale = "tiny"
+        budget = "2epochs"
+        seeds = [0, 1, 2]
+        results_dir = "results"    # optional
+        [optimizers.sgd]
+        lr = [0.5, 1.0]            # lists are swept (Cartesian product), scalars fixed
+        [optimizers.adam]
+    """
+    path = Path(path)
+    try:
+        cfg = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read sweep config ({exc})") from exc
+    for key in ("scale", "budget", "optimizers"):
+        if key not in cfg:
+            raise ValueError(f"{path}: missing key {key!r}")
+    specs = []
+    for name, grid in cfg["optimizers"].items():
+        keys = list(grid)
+        values = [v if isinstance(v, list) else [v] for v in grid.values()]
+        for combo in itertools.product(*values) if keys else [()]:
+            for seed in cfg.get("seeds", [0]):
+                specs.append({"problem": cfg.get("problem", "synthetic"), "scale": cfg["scale"],
+                              "data_seed": cfg.get("data_seed", 0), "optimizer": name,
+                              "hyper": dict(zip(keys, combo)), "budget": cfg["budget"], "seed": seed,
+                              "results_dir": str(cfg.get("results_dir", "results")),
+                              "compare_truth": cfg.get("compare_truth", True)})
+    return specs
+
+
+def run_specs(specs: list[dict], n_jobs: int = 2, scheduler: str | None = None,
+              progress: bool = True) -> list[dict]:
+    """Execute specs on joblib processes (or a Dask cluster at ``scheduler``)."""
+    from joblib import Parallel, delayed, parallel_config
+
+    def _run(backend: str):
+        with parallel_config(backend=backend, n_jobs=n_jobs if backend != "dask" else -1):
+            gen = Parallel(return_as="generator_unordered")(delayed(execute)(s) for s in specs)
+            return [r for r in tqdm(gen, total=len(specs), desc="sweep", unit="run", disable=not progress)]
+
+    if scheduler is None:
+        return _run("loky" if n_jobs != 1 else "sequential")
+    from dask.distributed import Client
+    with Client(scheduler):
+        return _run("dask")
