@@ -20,11 +20,17 @@ from .registry import SYNTHETIC_SCALES, synthetic_spec
 __all__ = ["load_problem", "list_problems", "Problem", "Oracle", "BudgetExhausted", "OracleInputError"]
 
 PROBLEMS = {"synthetic": "the paper's synthetic ab-initio problem (cylindrical-core phantom, zero shifts)"}
+PROBLEMS["star"] = "any particle stack: RELION STAR / cryoSPARC .cs + MRC (load_problem('star', path=...))"
+PROBLEMS["realistic"] = "paper's Thermus settings on images simulated from the 6ZU5 ribosome (shifts, CTF)"
 
 
 def list_problems() -> dict[str, dict]:
     """Problem name -> description and scales."""
-    return {"synthetic": {"description": PROBLEMS["synthetic"], "scales": list(SYNTHETIC_SCALES)}}
+    listing = {"synthetic": {"description": PROBLEMS["synthetic"], "scales": list(SYNTHETIC_SCALES)}}
+    from .realistic import REALISTIC_SCALES, STAR_SCALES
+    listing["star"] = {"description": PROBLEMS["star"], "scales": list(STAR_SCALES)}
+    listing["realistic"] = {"description": PROBLEMS["realistic"], "scales": list(REALISTIC_SCALES)}
+    return listing
 
 
 def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool = True,
@@ -43,6 +49,12 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
         Fields of :class:`problems.registry.SyntheticSpec` to change (a
         different problem: it gets a different hash and cache folder).
     """
+    if name == "star":      # overrides: path= (required), r_max=, box=, n_images=, ... (realistic.py)
+        from .realistic import load_star_problem
+        return load_star_problem(scale=scale, seed=seed, progress=progress, **overrides)
+    if name == "realistic":  # overrides: fields of problems.realistic.RealisticSpec
+        from .realistic import load_realistic_problem
+        return load_realistic_problem(scale=scale, seed=seed, progress=progress, **overrides)
     if name != "synthetic":
         raise ValueError(f"unknown problem {name!r}; available: {sorted(PROBLEMS)}")
     spec = synthetic_spec(scale, **overrides)

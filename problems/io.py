@@ -1,9 +1,19 @@
-"""File boundary: RELION STAR + MRC stacks in, the project's pixel units out.
+"""File boundary: RELION STAR / cryoSPARC .cs + MRC stacks in, pixel units out.
 
 The only module (with :mod:`problems.units`) where Ångström appear.  Reads
-RELION 3.1+ STAR files (``optics`` + ``particles`` blocks) and 3.0 files
-(one block, optics columns per particle).  Image stacks are memory-mapped, so
-a stack larger than memory is read chunk by chunk.
+RELION 3.1+ STAR files (``optics`` + ``particles`` blocks), 3.0 files (one
+block, optics columns per particle, pixel size from ``rlnImagePixelSize`` or
+``rlnDetectorPixelSize`` / ``rlnMagnification``) and cryoSPARC ``.cs`` files
+(a numpy structured array; see :func:`read_cryosparc`).  Image stacks are
+read by positioned reads, so a stack larger than memory is read chunk by
+chunk.
+
+Bad input (a missing stack, an image index beyond a stack's end, a truncated
+or corrupt MRC, a missing CTF column, non-square images, NaN pixels) raises
+one :class:`DataError` whose message names the file and the field; headers
+and index ranges are checked when the particle file is opened, pixels when
+they are read.  Nothing here writes except :func:`write_mrc` and
+:func:`write_particles`, which write under temporary names and rename.
 
 RELION conventions used (see ../shared/DATA.md): Euler angles ZYZ in degrees
 (``rlnAngleRot/Tilt/Psi``, matrix ``Rz(psi) Ry(tilt) Rz(rot)``); the image is
@@ -54,6 +64,7 @@ class ParticleStack:
     shifts: np.ndarray | None
     _files: list[Path]
     _slices: np.ndarray
+    _field: str = "rlnImageName"
 
     def __len__(self) -> int:
         return len(self._files)
@@ -77,23 +88,24 @@ class ParticleStack:
                        and self._slices[row + run] == first + run):
                     run += 1
                 if path not in readers:
-                    readers[path] = _StackReader(path, self.box_size, self.star_path)
+                    readers[path] = _StackReader(path, self.box_size, self.star_path, self._field)
                 out[row - start:row - start + run] = readers[path].read(first, run)
                 row += run
             finite = np.isfinite(out).all(axis=(1, 2))
             if not finite.all():
                 bad = start + int(np.flatnonzero(~finite)[0])
                 raise DataError(f"{self._files[bad]}: image {self._slices[bad] + 1} contains "
-                                f"NaN or infinite pixels")
+                                f"NaN or infinite pixels (particle {bad + 1} of {self.star_path}, "
+                                f"{self._field})")
             yield start, out
 
 
 class _StackReader:
     """Positioned reads of images from one MRC stack, with its header checked once."""
 
-    def __init__(self, path: Path, box: int, star: Path):
+    def __init__(self, path: Path, box: int, star: Path, field: str = "rlnImageName"):
         if not path.exists():
-            raise DataError(f"{path}: image stack not found (named by rlnImageName in {star})")
+            raise DataError(f"{path}: image stack not found (named by {field} in {star})")
         try:
             with mrcfile.open(path, header_only=True, permissive=False) as mrc:
                 header = mrc.header
@@ -101,16 +113,19 @@ class _StackReader:
                 nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
                 self.offset = 1024 + int(header.nsymbt)
         except Exception as exc:  # mrcfile raises ValueError and others for corrupt headers
-            raise DataError(f"{path}: not a readable MRC stack ({exc})") from exc
+            raise DataError(f"{path}: not a readable MRC stack (header: {exc}; named by {field} "
+                            f"in {star})") from exc
         if nx != ny:
-            raise DataError(f"{path}: images are {nx} x {ny} pixels; cryoopt needs square images")
+            raise DataError(f"{path}: images are {nx} x {ny} pixels (header nx, ny); cryoopt needs "
+                            f"square images")
         if nx != box:
-            raise DataError(f"{path}: images are {nx} px but {star} says rlnImageSize = {box}")
+            raise DataError(f"{path}: images are {nx} px (header nx) but {star} says the box is {box}")
         self.path, self.box, self.count = path, box, nz
         self.image_bytes = box * box * self.dtype.itemsize
         available = (path.stat().st_size - self.offset) // self.image_bytes
         if available < nz:
-            raise DataError(f"{path}: truncated: header says {nz} images, the file holds {available}")
+            raise DataError(f"{path}: truncated: header nz says {nz} images, the file holds "
+                            f"{available}")
 
     def read(self, first: int, count: int) -> np.ndarray:
         if first + count > self.count:
@@ -155,18 +170,25 @@ def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
             particles, "rlnMagnification", star)
     if np.isnan(pixel).any():
         raise DataError(f"{star}: missing column rlnImagePixelSize")
+    if not np.allclose(pixel, pixel[0]):
+        raise DataError(f"{star}: rlnImagePixelSize differs between particles (optics groups); "
+                        f"cryoopt needs one pixel size per stack")
     names = _column(particles, "rlnImageName", star)
     slices, files = [], []
     for name in names:
         idx, _, fname = str(name).partition("@")
-        if not fname:
-            raise DataError(f"{star}: rlnImageName {name!r} is not of the form N@stack.mrcs")
+        if not fname or not idx.strip().isdigit() or int(idx) < 1:
+            raise DataError(f"{star}: rlnImageName {name!r} is not of the form N@stack.mrcs (N >= 1)")
         slices.append(int(idx) - 1)
         files.append((star.parent / fname).resolve())
     box = int(_column(particles, "rlnImageSize", star, default=0)[0])
     if box == 0:
         box = _open_stack_box(files[0], star)
+    slices = np.asarray(slices)
+    _check_stacks(files, slices, box, star, "rlnImageName")
     apix = float(pixel[0])
+    for name in _CTF_COLUMNS:
+        _column(particles, name, star)          # a missing CTF column fails here, by name
     ctf = CTFParams.from_physical(
         pixel_size=apix,
         defocus_u_angstrom=_column(particles, "rlnDefocusU", star),
@@ -178,6 +200,7 @@ def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
         bfactor_angstrom2=_column(particles, "rlnCtfBfactor", star, default=0.0),
         phase_shift_deg=_column(particles, "rlnPhaseShift", star, default=0.0),
     )
+    _check_ctf_finite(ctf, star)
     rotations = shifts = None
     if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(particles.columns):
         rotations = euler_to_matrix(*(np.deg2rad(particles[c].to_numpy(float))
@@ -185,14 +208,156 @@ def read_particle_star(star_path: str | os.PathLike) -> ParticleStack:
     if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(particles.columns):
         shifts = -np.stack([particles["rlnOriginXAngst"].to_numpy(float),
                             particles["rlnOriginYAngst"].to_numpy(float)], axis=1) / apix
-    return ParticleStack(star, box, apix, ctf, rotations, shifts, files, np.asarray(slices))
+    elif {"rlnOriginX", "rlnOriginY"} <= set(particles.columns):       # RELION 3.0: pixels
+        shifts = -np.stack([particles["rlnOriginX"].to_numpy(float),
+                            particles["rlnOriginY"].to_numpy(float)], axis=1)
+    return ParticleStack(star, box, apix, ctf, rotations, shifts, files, slices)
 
 
-def _open_stack_box(path: Path, star: Path) -> int:
+def _open_stack_box(path: Path, star: Path, field: str = "rlnImageName") -> int:
+    return _StackReader(path, _header_nx(path, star, field), star, field).box
+
+
+def _header_nx(path: Path, star: Path, field: str) -> int:
     if not path.exists():
-        raise DataError(f"{path}: image stack not found (named by rlnImageName in {star})")
-    with mrcfile.open(path, header_only=True) as mrc:
-        return int(mrc.header.nx)
+        raise DataError(f"{path}: image stack not found (named by {field} in {star})")
+    try:
+        with mrcfile.open(path, header_only=True, permissive=False) as mrc:
+            return int(mrc.header.nx)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable MRC stack (header: {exc}; named by {field} "
+                        f"in {star})") from exc
+
+
+# Columns without which the CTF cannot be evaluated (B-factor and phase shift default to 0).
+_CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
+                "rlnSphericalAberration", "rlnAmplitudeContrast")
+
+
+def _check_stacks(files: list[Path], slices: np.ndarray, box: int, source: Path, field: str) -> None:
+    """Open every referenced stack's header once and check that the indices exist.
+
+    Catches a missing stack, a corrupt or truncated header, a wrong or
+    non-square box, and an image count that does not cover the particle file's
+    indices, before any pixel is read.
+    """
+    last: dict[Path, int] = {}
+    for path, idx in zip(files, slices):
+        if idx > last.get(path, -1):
+            last[path] = int(idx)
+    for path, top in last.items():
+        reader = _StackReader(path, box, source, field)
+        if top >= reader.count:
+            raise DataError(f"{source}: {field} refers to image {top + 1} of {path}, which holds "
+                            f"only {reader.count} images (header nz)")
+
+
+def _check_ctf_finite(ctf: CTFParams, source: Path) -> None:
+    for field in ("defocus_u", "defocus_v", "astigmatism_angle", "bfactor", "phase_shift"):
+        if not np.isfinite(getattr(ctf, field)).all():
+            raise DataError(f"{source}: CTF field {field} has NaN or infinite values")
+    for field in ("wavelength", "spherical_aberration", "amplitude_contrast"):
+        if not np.isfinite(getattr(ctf, field)):
+            raise DataError(f"{source}: CTF field {field} is NaN or infinite")
+
+
+# cryoSPARC fields read by read_cryosparc (all lengths in Å, angles in radians).
+CRYOSPARC_REQUIRED = ("blob/path", "blob/idx", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",
+                      "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast")
+
+
+def read_cryosparc(cs_path: str | os.PathLike, project_dir: str | os.PathLike | None = None,
+                   pixel_size: float | None = None) -> ParticleStack:
+    """Read a cryoSPARC ``.cs`` particle file (a numpy structured array, ``np.save`` format).
+
+    Field mapping (the one pyem's ``csparc2star`` uses):
+
+    ==========================  =============================================
+    ``blob/path``, ``blob/idx``  stack file (relative to the project directory;
+                                 a leading ``>`` is dropped) and 0-based index
+    ``blob/psize_A``             pixel size (else ``pixel_size``)
+    ``ctf/df1_A``, ``df2_A``     defocus U, V (Å)
+    ``ctf/df_angle_rad``         astigmatism angle (radians)
+    ``ctf/accel_kv``, ``cs_mm``  voltage (kV), spherical aberration (mm)
+    ``ctf/amp_contrast``         amplitude contrast
+    ``ctf/phase_shift_rad``      phase shift (optional)
+    ``ctf/bfactor``              B-factor (optional, Å^2)
+    ``alignments3D/pose``        rotation vector ``r``; RELION's matrix is
+                                 ``A = exp([r]_x)`` (Rodrigues), optional
+    ``alignments3D/shift``       RELION origin in pixels (so our shift
+                                 ``s = -shift``), optional
+    ==========================  =============================================
+
+    Stack paths are resolved against ``project_dir`` (default: the ``.cs``
+    file's folder, then its parents).
+    """
+    from scipy.spatial.transform import Rotation
+
+    cs = Path(cs_path)
+    if not cs.exists():
+        raise DataError(f"{cs}: cryoSPARC file not found")
+    try:
+        data = np.load(cs, allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{cs}: not a readable cryoSPARC .cs file ({exc})") from exc
+    names = set(data.dtype.names or ())
+    for field in CRYOSPARC_REQUIRED:
+        if field not in names:
+            raise DataError(f"{cs}: missing field {field}")
+    if data.shape[0] == 0:
+        raise DataError(f"{cs}: no particles")
+    roots = [Path(project_dir)] if project_dir is not None else [cs.parent, *cs.parent.parents]
+    files, resolved = [], {}
+    for raw in data["blob/path"]:
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if text not in resolved:
+            rel = text[1:] if text.startswith(">") else text
+            found = next((r / rel for r in roots if (r / rel).exists()), roots[0] / rel)
+            resolved[text] = found.resolve()
+        files.append(resolved[text])
+    slices = np.asarray(data["blob/idx"], dtype=np.int64)
+    if (slices < 0).any():
+        raise DataError(f"{cs}: field blob/idx has negative indices")
+    if "blob/psize_A" in names:
+        apix = float(data["blob/psize_A"][0])
+    elif pixel_size is not None:
+        apix = float(pixel_size)
+    else:
+        raise DataError(f"{cs}: missing field blob/psize_A (or pass pixel_size=)")
+    if "blob/shape" in names:
+        shape = np.asarray(data["blob/shape"][0]).ravel()
+        if shape.size == 2 and shape[0] != shape[1]:
+            raise DataError(f"{cs}: field blob/shape is {tuple(shape)}; cryoopt needs square images")
+        box = int(shape[-1])
+    else:
+        box = _header_nx(files[0], cs, "blob/path")
+    _check_stacks(files, slices, box, cs, "blob/path")
+    optional = lambda field: np.asarray(data[field], float) if field in names else 0.0  # noqa: E731
+    ctf = CTFParams.from_physical(
+        pixel_size=apix, defocus_u_angstrom=np.asarray(data["ctf/df1_A"], float),
+        defocus_v_angstrom=np.asarray(data["ctf/df2_A"], float),
+        astigmatism_angle_deg=np.rad2deg(np.asarray(data["ctf/df_angle_rad"], float)),
+        voltage_kv=float(data["ctf/accel_kv"][0]), cs_mm=float(data["ctf/cs_mm"][0]),
+        amplitude_contrast=float(data["ctf/amp_contrast"][0]),
+        bfactor_angstrom2=optional("ctf/bfactor"),
+        phase_shift_deg=np.rad2deg(optional("ctf/phase_shift_rad")))
+    _check_ctf_finite(ctf, cs)
+    rotations = shifts = None
+    if "alignments3D/pose" in names:
+        rotations = Rotation.from_rotvec(np.asarray(data["alignments3D/pose"], float)).as_matrix()
+    if "alignments3D/shift" in names:
+        shifts = -np.asarray(data["alignments3D/shift"], float)
+    return ParticleStack(cs, box, apix, ctf, rotations, shifts, files, slices, "blob/path")
+
+
+def read_particles(path: str | os.PathLike, **kwargs) -> ParticleStack:
+    """Read a particle file by its suffix: ``.star`` (RELION) or ``.cs`` (cryoSPARC)."""
+    path = Path(path)
+    if path.suffix == ".cs":
+        return read_cryosparc(path, **kwargs)
+    if path.suffix == ".star":
+        return read_particle_star(path)
+    raise DataError(f"{path}: unknown particle file type {path.suffix!r} (expected .star or .cs)")
 
 
 def _atomic_path(path: Path) -> Path:
@@ -219,28 +384,34 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float]:
 def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: int,
                     pixel_size: float, ctf_physical: dict, euler_deg: np.ndarray,
                     shifts_px: np.ndarray, stack_name: str = "particles.mrcs",
-                    star_name: str = "particles.star", progress=None) -> Path:
+                    star_name: str = "particles.star", progress=None, mrc_mode: int = 2) -> Path:
     """Write an image stack (from an iterator of chunks) and its RELION 3.1 STAR file.
 
     Both files are written under temporary names and renamed at the end, so
-    an interrupted write leaves nothing that looks complete.
+    an interrupted write leaves nothing that looks complete.  ``mrc_mode`` 2
+    stores float32, 1 int16 (chunks are rounded: scale them first).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stack, star = directory / stack_name, directory / star_name
     tmp_stack = _atomic_path(stack)
-    with mrcfile.new_mmap(tmp_stack, shape=(n_images, box, box), mrc_mode=2, overwrite=True) as mrc:
-        mrc.set_image_stack()
-        mrc.voxel_size = pixel_size
-        pos = 0
-        for chunk in chunks:
-            mrc.data[pos:pos + len(chunk)] = chunk
-            pos += len(chunk)
-            if progress is not None:
-                progress.update(len(chunk))
-        if pos != n_images:
-            raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
-        mrc.update_header_stats()
+    try:
+        with mrcfile.new_mmap(tmp_stack, shape=(n_images, box, box), mrc_mode=mrc_mode,
+                              overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = pixel_size
+            pos = 0
+            for chunk in chunks:
+                mrc.data[pos:pos + len(chunk)] = chunk if mrc_mode == 2 else np.rint(chunk)
+                pos += len(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
+            if pos != n_images:
+                raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
+            mrc.update_header_stats()
+    except BaseException:
+        tmp_stack.unlink(missing_ok=True)     # nothing half-written survives a failure
+        raise
     optics = pd.DataFrame({
         "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
         "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2],
@@ -260,7 +431,12 @@ def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: in
         "rlnOriginYAngst": -shifts_px[:, 1] * pixel_size,
     })
     tmp_star = _atomic_path(star)
-    starfile.write({"optics": optics, "particles": particles}, tmp_star, overwrite=True)
+    try:
+        starfile.write({"optics": optics, "particles": particles}, tmp_star, overwrite=True)
+    except BaseException:
+        tmp_stack.unlink(missing_ok=True)
+        tmp_star.unlink(missing_ok=True)
+        raise
     os.replace(tmp_stack, stack)
     os.replace(tmp_star, star)
     return star
