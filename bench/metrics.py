@@ -148,4 +148,12 @@ def compare_to_truth(estimate: np.ndarray, truth: np.ndarray, pixel_size: float,
             "resolution_0.5": resolution_at(freq, curve, 0.5, pixel_size),
             "resolution_0.143": resolution_at(freq, curve, 0.143, pixel_size),
             "correlation": result["correlation"], "mirrored": result["mirrored"],
+            "rotation": np.asarray(result["rotation"]).tolist(), "shift": list(result["shift"]),
             "aligned": result["aligned"]}
+
+
+def apply_alignment(volume: np.ndarray, rotation, mirrored: bool, shift) -> np.ndarray:
+    """Apply an alignment found by :func:`align` (e.g. stored in a run record) to a volume."""
+    full = volume[::-1] if mirrored else volume
+    rotated = _rotate(np.asarray(full, dtype=np.float64), np.asarray(rotation))
+    return np.roll(rotated, tuple(shift), axis=(0, 1, 2)).astype(np.float32)

@@ -157,12 +157,20 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     if np.isfinite(x).all():
         snapshot(x, "final")
     final = rows[-1]["test_nll"]
+    reference = None
+    if problem.ground_truth is not None:
+        reference = problem.test_nll(problem.ground_truth)
+        truth_path = Path(results_dir) / label / "ground_truth.mrc"
+        if not truth_path.exists():
+            write_mrc(truth_path, problem.ground_truth, problem.metadata.get("pixel_size_angstrom", 1.0))
     meta = {
         "run_key": key, "problem": problem.name, "problem_label": label,
         "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
         "optimizer": opt.name, "optimizer_spec": optimizer_spec, "hyperparameters": full_hyper,
         "seed": seed, "budget": budget_evals, "evals": oracle.evals, "status": status, "message": message,
         "final_test_nll": None if not np.isfinite(final) else float(final),
+        "reference_test_nll": reference, "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"),
+        "band_radius": problem.band.r_max,
         "optimizer_seconds": opt_time, "snapshots": snapshots, "fsc": fsc_results,
         "calls": ledger.calls, **environment(),
     }

@@ -1,0 +1,192 @@
+"""``cryoopt report RESULTS_DIR --out reports/NAME``: every figure and table from the records.
+
+Writes, per problem label found: the convergence plot (Fig. 3 style), density
+snapshots (Fig. 4 style, aligned with the alignment stored in each record),
+FSC curves with a resolution table, and, across labels and seeds, a
+performance profile; then the leaderboard as Markdown and as one static HTML
+page (``index.html``, figures embedded, no server needed).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from problems.io import read_mrc
+
+from ..leaderboard import evals_to_close_gap, rank, to_markdown
+from ..metrics import apply_alignment
+from . import figures
+from .data import load_runs
+
+
+def _first_seed(metas: list[dict]) -> dict[str, dict]:
+    chosen: dict[str, dict] = {}
+    for m in sorted(metas, key=lambda m: (m["optimizer"], m["seed"], -m["evals"])):
+        chosen.setdefault(m["optimizer"], m)
+    return chosen
+
+
+def snapshot_panels(metas: list[dict]) -> tuple[dict, list[str]]:
+    """Aligned snapshot volumes of each optimizer's first-seed run: name -> {column: volume}."""
+    panels, columns = {}, set()
+    for name, meta in _first_seed(metas).items():
+        base = Path(meta["meta_path"]).parent
+        for tag, fname in meta.get("snapshots", {}).items():
+            info = meta.get("fsc", {}).get(tag)
+            if info is None or "rotation" not in info or not (base / fname).exists():
+                continue
+            vol = apply_alignment(read_mrc(base / fname)[0], info["rotation"], info["mirrored"], info["shift"])
+            if meta.get("band_radius"):
+                vol = display_filter(vol, meta["band_radius"])
+            col = "final" if tag == "final" else f"{int(tag) // 1000}K"
+            panels.setdefault(name, {})[col] = vol
+            columns.add(col)
+    order = sorted((c for c in columns if c != "final"), key=lambda c: int(c[:-1])) + (["final"] if "final" in columns else [])
+    return panels, order
+
+
+def display_filter(volume: np.ndarray, band_radius: float) -> np.ndarray:
+    """Gaussian low-pass reaching 1/e at ``1.5 r_max``: shows the frequencies the objective sees,
+    without the ringing of a sharp cut (pictures only; FSCs use the raw volumes)."""
+    from scipy.ndimage import fourier_gaussian
+    import scipy.fft
+    sigma = volume.shape[0] / (2 * np.pi * 1.5 * band_radius) * np.sqrt(2)
+    return np.real(scipy.fft.ifftn(fourier_gaussian(scipy.fft.fftn(volume), sigma))).astype(np.float32)
+
+
+def fsc_table(metas: list[dict]) -> pd.DataFrame:
+    rows = []
+    for name, meta in _first_seed(metas).items():
+        f = meta.get("fsc", {}).get("final")
+        if f:
+            rows.append({"optimizer": name, "seed": meta["seed"], "evals": f.get("evals"),
+                         "resolution_fsc_0.5_A": f["resolution_0.5"], "resolution_fsc_0.143_A": f["resolution_0.143"],
+                         "aligned_correlation": f["correlation"], "mirrored": f["mirrored"]})
+    return pd.DataFrame(rows)
+
+
+def profile_table(metas: list[dict], fraction: float = 0.5) -> pd.DataFrame:
+    rows = []
+    for m in metas:
+        ref = m.get("reference_test_nll")
+        if ref is None:
+            continue
+        ev = evals_to_close_gap(Path(m["meta_path"]).with_suffix(".parquet"), ref, fraction)
+        rows.append({"optimizer": m["optimizer"], "case": f"{m['problem_label']}/seed{m['seed']}", "evals": ev})
+    return pd.DataFrame(rows)
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _html_page(sections: list[tuple[str, str]]) -> str:
+    body = "\n".join(f"<section><h2>{html.escape(t)}</h2>\n{c}\n</section>" for t, c in sections)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>cryoopt leaderboard</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }} td:nth-child(2) {{ text-align: left; }}
+tr.submitted {{ background: #fff6d5; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+</style></head><body>
+<h1>cryoopt leaderboard</h1>
+<p>Held-out test NLL of the cryo-EM MAP objective (Punjani &amp; Brubaker 2015) reached within a fixed
+budget of per-image gradient evaluations; mean over seeds with bootstrap 95% confidence intervals.</p>
+{body}
+<script>
+// lets a headless browser test confirm that every embedded figure decoded
+window.addEventListener("load", () => {{
+  const imgs = Array.from(document.images);
+  document.body.dataset.imagesOk = String(imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0));
+}});
+</script>
+</body></html>
+"""
+
+
+def _leaderboard_html(table: pd.DataFrame) -> str:
+    head = ("<tr><th>rank</th><th>optimizer</th><th>test NLL</th><th>95% CI</th><th>evals to 50% of gap</th>"
+            "<th>evals to 90% of gap</th><th>tuning evals</th><th>seeds</th></tr>")
+    fmt = lambda v: "n/a" if pd.isna(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
+    rows = []
+    for i, r in table.iterrows():
+        cls = ' class="submitted"' if r.submitted else ""
+        nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
+        ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        rows.append(f"<tr{cls}><td>{i}</td><td>{html.escape(r.optimizer)}{' (submitted)' if r.submitted else ''}</td>"
+                    f"<td>{nll}</td><td>{ci}</td><td>{fmt(r['evals_to_50%'])}</td><td>{fmt(r['evals_to_90%'])}</td>"
+                    f"<td>{r.tuning_evals:,.0f}</td><td>{r.seeds}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def build_report(results_dir: str | Path, out_dir: str | Path, progress: bool = True) -> list[Path]:
+    """Build every report artefact; returns the files written."""
+    results_dir, out = Path(results_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, metas = load_runs(results_dir)
+    if not metas:
+        raise FileNotFoundError(f"no run records under {results_dir}")
+    written: list[Path] = []
+    sections: list[tuple[str, str]] = []
+    labels = sorted({m["problem_label"] for m in metas if "-validation" not in m["problem_label"]})
+    for label in labels:
+        lm = [m for m in metas if m["problem_label"] == label]
+        lr = rows[rows.problem == label]
+        refs = [m["reference_test_nll"] for m in lm if m.get("reference_test_nll") is not None]
+        reference = refs[0] if refs else None
+        conv = figures.save(figures.convergence(lr, f"{label}: test NLL vs gradient evaluations", reference),
+                            out / f"convergence-{label}")
+        written += conv
+        content = []
+        board = results_dir / "leaderboard" / label
+        if board.exists() and any(board.glob("*.json")):
+            table = rank(results_dir, label)
+            md = to_markdown(table, label)
+            (out / f"leaderboard-{label}.md").write_text(md)
+            table.to_csv(out / f"leaderboard-{label}.csv")
+            written += [out / f"leaderboard-{label}.md", out / f"leaderboard-{label}.csv"]
+            content.append(_leaderboard_html(table))
+        content.append(_img(conv[0]))
+        panels, columns = snapshot_panels(lm)
+        truth_path = results_dir / label / "ground_truth.mrc"
+        truth = read_mrc(truth_path)[0] if truth_path.exists() else None
+        radius = next((m["band_radius"] for m in lm if m.get("band_radius")), None)
+        if truth is not None and radius:
+            truth = display_filter(truth, radius)
+        if panels:
+            snaps = figures.save(figures.snapshot_grid(panels, truth, columns, f"{label}: densities (aligned projections)"),
+                                 out / f"snapshots-{label}")
+            written += snaps
+            content.append(_img(snaps[0]))
+        fsc = fsc_table(lm)
+        if len(fsc):
+            pixel = next((m.get("pixel_size_angstrom") for m in lm if m.get("pixel_size_angstrom")), 1.0)
+            finals = {m["optimizer"]: m["fsc"]["final"] for m in _first_seed(lm).values() if m.get("fsc", {}).get("final")}
+            curves = figures.save(figures.fsc_curves(finals, pixel, f"{label}: FSC against the ground truth"),
+                                  out / f"fsc-{label}")
+            fsc.to_csv(out / f"fsc-{label}.csv", index=False)
+            (out / f"fsc-{label}.md").write_text(fsc.to_markdown(index=False, floatfmt=".2f"))
+            written += curves + [out / f"fsc-{label}.csv", out / f"fsc-{label}.md"]
+            content += [_img(curves[0]), fsc.to_html(index=False, float_format=lambda v: f"{v:.2f}")]
+        sections.append((label, "\n".join(content)))
+    prof = profile_table([m for m in metas if "-validation" not in m["problem_label"]])
+    if len(prof) and np.isfinite(prof.evals).any():
+        p = figures.save(figures.performance_profile(prof, "performance profile: evaluations to close 50% of the gap"),
+                         out / "performance-profile")
+        prof.to_csv(out / "performance-profile.csv", index=False)
+        written += p + [out / "performance-profile.csv"]
+        sections.append(("Performance profile", _img(p[0])))
+    page = out / "index.html"
+    page.write_text(_html_page(sections))
+    written.append(page)
+    (out / "manifest.json").write_text(json.dumps([str(p.relative_to(out)) for p in written], indent=1))
+    return written

@@ -1,0 +1,46 @@
+"""Loading run records for reports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def load_runs(results_dir: str | Path, label: str | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """All complete records under ``results_dir`` (optionally one problem label): rows + metadata."""
+    metas, tables = [], []
+    for meta_path in sorted(Path(results_dir).rglob("*.json")):
+        if "leaderboard" in meta_path.parts:
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "run_key" not in meta or (label and meta.get("problem_label") != label):
+            continue
+        parquet = meta_path.with_suffix(".parquet")
+        if not parquet.exists():
+            continue
+        meta["meta_path"] = str(meta_path)
+        metas.append(meta)
+        table = pd.read_parquet(parquet)
+        table["problem"] = meta["problem_label"]
+        table["status"] = meta["status"]
+        tables.append(table)
+    rows = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return rows, metas
+
+
+def curves_on_grid(rows: pd.DataFrame, grid: np.ndarray) -> dict[str, np.ndarray]:
+    """Each optimizer's runs interpolated (in log evals) onto ``grid``: name -> (n_runs, len(grid))."""
+    out: dict[str, list] = {}
+    for (name, key), run in rows[rows.evals > 0].groupby(["optimizer", "run_key"]):
+        run = run.sort_values("evals")
+        y = np.interp(np.log(grid), np.log(run.evals.to_numpy()), run.test_nll.to_numpy(),
+                      left=np.nan, right=np.nan)
+        last = run.evals.max()
+        y[grid > last * 1.0001] = np.nan
+        out.setdefault(name, []).append(y)
+    return {k: np.array(v) for k, v in out.items()}

@@ -1,0 +1,145 @@
+"""Matplotlib figures in the style of Punjani & Brubaker 2015 (Figs. 3, 4, 6) plus FSC and profiles."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import curves_on_grid  # noqa: E402
+
+PAPER_ORDER = ["sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free"]
+
+
+def _order(names) -> list[str]:
+    names = list(names)
+    return [n for n in PAPER_ORDER if n in names] + sorted(n for n in names if n not in PAPER_ORDER)
+
+
+def save(fig, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) -> plt.Figure:
+    """Held-out test NLL vs per-image gradient evaluations (log x): median over seeds, min-max band,
+    and a zoomed panel of the last decade (paper Fig. 3)."""
+    lo, hi = rows.loc[rows.evals > 0, "evals"].min(), rows.evals.max()
+    grid = np.geomspace(lo, hi, 200)
+    curves = curves_on_grid(rows, grid)
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
+    finals = []
+    for i, name in enumerate(_order(curves)):
+        c = curves[name]
+        if not np.isfinite(c).any():
+            continue
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns past a run's end
+            med, c_lo, c_hi = np.nanmedian(c, axis=0), np.nanmin(c, 0), np.nanmax(c, 0)
+        color = plt.cm.tab20(i % 20)
+        for a in (ax, zoom):
+            a.plot(grid, med, label=name, color=color, lw=1.6)
+            if c.shape[0] > 1:
+                a.fill_between(grid, c_lo, c_hi, color=color, alpha=0.15, lw=0)
+        finals.append(np.nanmin(med))
+    if reference is not None:
+        for a in (ax, zoom):
+            a.axhline(reference, color="k", ls=":", lw=1, label="ground truth")
+    for a in (ax, zoom):
+        a.set_xscale("log")
+        a.set_xlabel("per-image gradient evaluations")
+        a.grid(alpha=0.3, which="both")
+    ax.set_ylabel("held-out test NLL (mean per image)")
+    ax.set_title(title)
+    zoom.set_xlim(hi / 10, hi)
+    zoom.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if finals:
+        top = max(finals) + 0.5 * (max(finals) - min(finals) + 0.2)
+        bottom = min(min(finals), reference if reference is not None else np.inf) - 0.2
+        zoom.set_ylim(bottom, top)
+    zoom.set_title("last decade (zoom)")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def projection(volume: np.ndarray) -> np.ndarray:
+    return np.asarray(volume).sum(axis=0)
+
+
+def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | None, columns: list[str],
+                  title: str) -> plt.Figure:
+    """Rows = optimizers, columns = snapshot points; images are projections along z of aligned densities."""
+    names = _order(panels)
+    n_rows = len(names) + (truth is not None)
+    fig, axes = plt.subplots(n_rows, len(columns), figsize=(1.9 * len(columns) + 1, 1.9 * n_rows), squeeze=False)
+    for r, name in enumerate(names):
+        for c, col in enumerate(columns):
+            a = axes[r, c]
+            a.set_xticks([]), a.set_yticks([])
+            if col in panels[name]:
+                a.imshow(projection(panels[name][col]), cmap="gray", origin="lower")
+            else:
+                a.text(0.5, 0.5, "n/a", ha="center", va="center", transform=a.transAxes)
+            if r == 0:
+                a.set_title(col, fontsize=9)
+            if c == 0:
+                a.set_ylabel(name, fontsize=9)
+    if truth is not None:
+        for c in range(len(columns)):
+            a = axes[-1, c]
+            a.set_xticks([]), a.set_yticks([])
+            if c == 0:
+                a.imshow(projection(truth), cmap="gray", origin="lower")
+                a.set_ylabel("ground truth", fontsize=9)
+            else:
+                a.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, name in enumerate(_order(fscs)):
+        f = fscs[name]
+        ax.plot(np.asarray(f["frequency"]) / pixel_size, f["fsc"], label=name, color=plt.cm.tab20(i % 20))
+    for level in (0.5, 0.143):
+        ax.axhline(level, color="k", ls=":", lw=0.8)
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("FSC vs ground truth (aligned)")
+    ax.set_ylim(-0.1, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def performance_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
+    """Dolan-Moré profile: fraction of (problem, seed) cases an optimizer solves within tau x the best.
+
+    ``evals_needed``: columns optimizer, case, evals (inf when the target was never reached).
+    """
+    best = evals_needed.groupby("case")["evals"].transform("min")
+    ratio = evals_needed["evals"] / best
+    taus = np.geomspace(1, 100, 200)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, grp) in enumerate(sorted(evals_needed.assign(ratio=ratio).groupby("optimizer"))):
+        r = grp["ratio"].to_numpy()
+        ax.step(taus, [(r <= t).mean() for t in taus], where="post", label=name, color=plt.cm.tab20(i % 20))
+    ax.set_xscale("log")
+    ax.set_xlabel("tau (evaluations / best evaluations)")
+    ax.set_ylabel("fraction of cases solved")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
