@@ -22,6 +22,7 @@ __all__ = ["load_problem", "list_problems", "Problem", "Oracle", "BudgetExhauste
 PROBLEMS = {"synthetic": "the paper's synthetic ab-initio problem (cylindrical-core phantom, zero shifts)"}
 PROBLEMS["star"] = "any particle stack: RELION STAR / cryoSPARC .cs + MRC (load_problem('star', path=...))"
 PROBLEMS["realistic"] = "paper's Thermus settings on images simulated from the 6ZU5 ribosome (shifts, CTF)"
+PROBLEMS["refine-known-poses"] = "high-resolution refinement at known poses: linear least squares (Toader et al.)"
 
 
 def list_problems() -> dict[str, dict]:
@@ -30,6 +31,8 @@ def list_problems() -> dict[str, dict]:
     from .realistic import REALISTIC_SCALES, STAR_SCALES
     listing["star"] = {"description": PROBLEMS["star"], "scales": list(STAR_SCALES)}
     listing["realistic"] = {"description": PROBLEMS["realistic"], "scales": list(REALISTIC_SCALES)}
+    from .refine import REFINE_SCALES
+    listing["refine-known-poses"] = {"description": PROBLEMS["refine-known-poses"], "scales": list(REFINE_SCALES)}
     return listing
 
 
@@ -55,6 +58,9 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
     if name == "realistic":  # overrides: fields of problems.realistic.RealisticSpec
         from .realistic import load_realistic_problem
         return load_realistic_problem(scale=scale, seed=seed, progress=progress, **overrides)
+    if name == "refine-known-poses":  # overrides: fields of problems.refine.RefineSpec (r_max_fraction=...)
+        from .refine import load_refine
+        return load_refine(scale=scale, seed=seed, **overrides)
     if name != "synthetic":
         raise ValueError(f"unknown problem {name!r}; available: {sorted(PROBLEMS)}")
     spec = synthetic_spec(scale, **overrides)

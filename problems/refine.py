@@ -1,0 +1,429 @@
+"""High-resolution refinement with known poses: a linear least-squares problem.
+
+The setting of Toader, Brubaker & Lederman (2025): the pose ``A_i`` of every
+image is given, so nothing is marginalised and the objective (mean form, like
+the ab-initio problem's) is a quadratic in the density ``x``:
+
+.. math::
+
+    f_B(x) = \\frac{1}{|B|}\\sum_{i\\in B}\\frac{1}{2\\sigma^2}\\sum_{t\\in H} c_t
+             \\big|I_i(k_t) - C_i(k_t)\\, S_{A_i}(x)(k_t)\\big|^2
+             + \\frac{1}{K}\\,\\frac{\\lambda}{2}\\,\\|x\\|^2 .
+
+* ``S_A(x)(k) = Vhat(A^T [k, 0])``: trilinear interpolation of the 2x
+  oversampled centred DFT (the same forward model as the ab-initio problem,
+  :class:`problems.fourier.PartialDFT` + :class:`problems.projector.Slicer`);
+* ``H`` is the half-plane band ``|k| <= r_max`` of :func:`problems.grids.make_band`
+  with multiplicity ``c_t = 1`` at DC and 2 elsewhere.  For a real volume the
+  cube is Hermitian and trilinear interpolation keeps that exactly
+  (``S(-k) = conj S(k)``), so the half-plane sum with ``c_t`` *is* the sum over
+  the full disc;
+* the band may go up to Nyquist, with ``r_max < N/2 - 1``: then no band
+  coefficient (in 2D) or band-limited volume coefficient (in 3D) has a
+  component equal to ``N/2``.  Nyquist coefficients are their own Hermitian
+  partners (real, multiplicity 1, noise variance ``sigma^2`` not ``sigma^2/2``
+  per part), so excluding them keeps ``c_t`` exactly 1 (DC) or 2 (the rest);
+  the cube half-width ``m_max = ceil(2 r_max) + 1`` half-indices then stays
+  below ``N`` so the oversampled frequencies ``m/2`` stay below Nyquist;
+* the optional prior is Gaussian, ``rho(x) = lambda/2 ||x||^2`` (default
+  ``lambda = 0``: plain least squares);
+* ``1 / (2 sigma^2)`` keeps the Gaussian likelihood's scale; the constant is dropped.
+
+The Hessian is constant,
+
+.. math:: \\nabla^2 f_B = \\frac{1}{|B|\\sigma^2}\\sum_{i\\in B}
+          \\mathrm{Re}\\big(F^H T_i^T\\,\\mathrm{diag}(c\\,C_i^2)\\,T_i F\\big)
+          + \\frac{\\lambda}{K} I,
+
+so ``hvp`` ignores ``x`` (it is still validated and charged).
+
+Data: poses uniform on SO(3) (drawn as a rotation, stored as RELION ZYZ
+Euler angles and rebuilt with :func:`problems.poses.euler_to_matrix`), CTFs
+drawn as in the ab-initio problem (:mod:`problems.datasets`), images
+simulated *in the band* as ``C_i S_{A_i}(x_true) + n`` with the objective's
+own forward model (float64) and complex Gaussian noise matching white real
+noise of variance ``sigma^2`` per pixel under the unitary DFT:
+``Re n, Im n ~ N(0, sigma^2 / 2)`` for ``k != 0`` and ``n(0) ~ N(0, sigma^2)``
+(real).  ``x_true`` is :func:`problems.phantoms.synthetic_phantom` scaled to
+the stated SNR (mean clean pixel power / sigma^2, as in the ab-initio problem).
+Simulation takes well under a second at the small scale and is deterministic
+from the seed, so nothing is cached on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .ctf import CTFParams, evaluate_ctf
+from .datasets import ctf_from_physical
+from .fourier import PartialDFT, cube_half_width
+from .grids import Band, make_band
+from .oracle import CountingOracle
+from .phantoms import random_spheres, synthetic_phantom
+from .poses import euler_to_matrix
+from .projector import Slicer, slice_coordinates
+from .protocol import OracleInputError
+from .simulate import scale_for_snr
+from .units import resolution_angstrom
+
+REFINE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class RefineSpec:
+    """Every fixed choice of the known-pose refinement problem at one scale.
+
+    Lengths in pixels except ``pixel_size_angstrom`` and the CTF ranges
+    (microscope units, converted at the boundary).  The CTF ranges are the
+    ab-initio problem's (:class:`problems.registry.SyntheticSpec`).
+    """
+
+    name: str
+    scale: str
+    box_size: int
+    r_max_fraction: float          # band limit as a fraction of Nyquist (N/2); r_max < N/2 - 1
+    n_train: int
+    n_test: int
+    snr: float = 0.1               # mean clean pixel power / sigma^2
+    sigma: float = 1.0
+    prior_lambda: float = 0.0      # Gaussian prior lambda/2 ||x||^2 (0: none)
+    pixel_size_angstrom: float = 3.0
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+    defocus_min_angstrom: float = 15000.0
+    defocus_max_angstrom: float = 40000.0
+    astigmatism_max_angstrom: float = 1000.0
+    bfactor_min: float = 50.0
+    bfactor_max: float = 150.0
+    version: int = REFINE_VERSION
+
+    @property
+    def r_max(self) -> float:
+        return self.r_max_fraction * self.box_size / 2
+
+    @property
+    def n_images(self) -> int:
+        return self.n_train + self.n_test
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if not 0 < self.r_max_fraction:
+            raise ValueError(f"{self.name}: r_max_fraction must be positive, got {self.r_max_fraction}")
+        if not self.r_max < self.box_size / 2 - 1:
+            limit = (self.box_size / 2 - 1) / (self.box_size / 2)
+            raise ValueError(f"{self.name}: r_max = {self.r_max:g} must be < N/2 - 1 = {self.box_size / 2 - 1:g} "
+                             f"(r_max_fraction < {limit:.4f} at N = {self.box_size})")
+        if self.n_train < 1 or self.n_test < 1:
+            raise ValueError(f"{self.name}: need at least one training and one test image")
+
+
+REFINE_SCALES: dict[str, RefineSpec] = {
+    # r_max = 6 < N/2 - 1 = 7; band-limited volumes have 905 real coordinates (dense matrices are cheap)
+    "tiny": RefineSpec("refine-known-poses", "tiny", box_size=16, r_max_fraction=0.75,
+                       n_train=300, n_test=20),
+    # r_max = 14 < 15; 11,487 real coordinates at the top band
+    "small": RefineSpec("refine-known-poses", "small", box_size=32, r_max_fraction=0.875,
+                        n_train=2000, n_test=100),
+    "paper": RefineSpec("refine-known-poses", "paper", box_size=64, r_max_fraction=0.9,
+                        n_train=10000, n_test=100),
+}
+
+
+def refine_spec(scale: str, **overrides) -> RefineSpec:
+    """The spec of ``scale`` with ``overrides`` (e.g. ``r_max_fraction``) applied and checked."""
+    if scale not in REFINE_SCALES:
+        raise ValueError(f"refine-known-poses: unknown scale {scale!r}; choose from {sorted(REFINE_SCALES)}")
+    spec = replace(REFINE_SCALES[scale], **overrides) if overrides else REFINE_SCALES[scale]
+    spec.validate()
+    return spec
+
+
+# ------------------------------------------------------------------------ objective
+@dataclass
+class KnownPoseTerms:
+    """A batch: band coefficients (B, D) complex, CTF (B, D) real, slice coordinates (B, D, 3)."""
+
+    images: np.ndarray
+    ctf: np.ndarray
+    coords: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+
+class KnownPoseLikelihood:
+    """Per-image Gaussian NLL at known poses, its gradient and (constant) Hessian.
+
+    Duck-types the parts of :class:`problems.likelihood.MarginalLikelihood`
+    that :class:`problems.oracle.CountingOracle` calls (``n``, ``dtype``,
+    ``nll``, ``nll_and_grad``, ``hvp``); batches are built by
+    :meth:`terms` from image indices because each image has its own pose.
+
+    With ``S_i = T_i F x`` (``F``: oversampled partial DFT, ``T_i``:
+    trilinear slicing at image ``i``'s pose) and ``r_i = I_i - C_i S_i``:
+
+    * ``NLL_i = sum_t c_t |r_it|^2 / (2 sigma^2)``;
+    * gradient of the batch mean: ``F^T T^T g`` with
+      ``g_it = c_t C_it (C_it S_it - I_it) / (sigma^2 B)`` (the slice-space
+      gradient ``d/dRe S + i d/dIm S``);
+    * Hessian times ``v``: ``F^T T^T (c C^2 T F v) / (sigma^2 B)``.
+
+    Parameters
+    ----------
+    box_size : int
+    band : Band
+    rotations : ndarray, shape (n_images, 3, 3)
+        RELION matrices ``A_i`` of *all* images the batches index into.
+    images, ctf : ndarray, shape (n_images, D)
+    sigma : float
+    dtype : float32 (hot loop) or float64 (derivative checks, spectra)
+    """
+
+    def __init__(self, box_size: int, band: Band, rotations: np.ndarray, images: np.ndarray,
+                 ctf: np.ndarray, sigma: float, dtype=np.float32):
+        self.n = int(box_size)
+        self.band, self.sigma = band, float(sigma)
+        self.dtype = np.dtype(dtype)
+        self.cdtype = np.result_type(self.dtype, np.complex64)
+        self.m_max = cube_half_width(band.r_max)
+        self.dft = PartialDFT(self.n, self.m_max, self.dtype)
+        self.coords = slice_coordinates(rotations, band.k, self.dtype)             # (n, D, 3)
+        self.images = np.ascontiguousarray(images, dtype=self.cdtype)
+        self.ctf = np.ascontiguousarray(ctf, dtype=self.dtype)
+        self.mult = band.multiplicity.astype(self.dtype)
+        self.scale = 1.0 / (2.0 * self.sigma**2)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.images.shape[0])
+
+    def terms(self, idx: np.ndarray) -> KnownPoseTerms:
+        return KnownPoseTerms(self.images[idx], self.ctf[idx], np.ascontiguousarray(self.coords[idx]))
+
+    def _slicer(self, terms: KnownPoseTerms) -> Slicer:
+        # No mirror-slice search: random poses have no antipodal pairs to exploit.
+        return Slicer(terms.coords, self.m_max, use_symmetry=False)
+
+    def slices(self, x: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
+        """``S_i = T_i F x`` for the batch, shape (B, D) complex."""
+        return self._slicer(terms).forward(self.dft.forward(np.asarray(x, dtype=self.dtype)))
+
+    def _adjoint(self, slicer: Slicer, g: np.ndarray) -> np.ndarray:
+        return self.dft.adjoint(slicer.adjoint(np.ascontiguousarray(g, dtype=self.cdtype)))
+
+    def nll(self, x: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
+        """Per-image NLL (B,), accumulated in float64."""
+        r = (terms.images - terms.ctf * self.slices(x, terms)).astype(np.complex128)
+        return (np.abs(r) ** 2 @ self.band.multiplicity) * self.scale
+
+    def nll_and_grad(self, x: np.ndarray, terms: KnownPoseTerms) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image NLL (B,) and the gradient of their mean with respect to ``x``."""
+        slicer = self._slicer(terms)
+        s = slicer.forward(self.dft.forward(np.asarray(x, dtype=self.dtype)))
+        r = terms.images - terms.ctf * s
+        nll = (np.abs(r.astype(np.complex128)) ** 2 @ self.band.multiplicity) * self.scale
+        g = -(self.mult * terms.ctf * r) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
+        return nll, self._adjoint(slicer, g)
+
+    def hvp(self, x: np.ndarray, v: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
+        """Hessian of the batch-mean NLL times ``v`` (independent of ``x``)."""
+        slicer = self._slicer(terms)
+        u = slicer.forward(self.dft.forward(np.asarray(v, dtype=self.dtype)))
+        w = self.mult * terms.ctf**2 * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
+        return self._adjoint(slicer, w * u)
+
+
+@dataclass(frozen=True)
+class GaussianPrior:
+    """``rho(x) = lambda/2 ||x||^2`` with the interface :class:`problems.prior.DensityPrior` has."""
+
+    lam: float
+
+    def value(self, x: np.ndarray) -> float:
+        return 0.5 * self.lam * float(np.sum(np.square(x, dtype=np.float64)))
+
+    def value_and_accumulate_grad(self, x: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> float:
+        if self.lam:
+            grad += grad.dtype.type(scale * self.lam) * x
+        return self.value(x)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.value(x), self.lam * x
+
+    def hess_diag(self, x: np.ndarray) -> np.ndarray:
+        return np.full_like(x, self.lam)
+
+
+class KnownPoseOracle(CountingOracle):
+    """:class:`problems.oracle.CountingOracle` over the known-pose objective.
+
+    Same API, costs, validation, budget and batch order; batches are built
+    from indices (each image carries its pose).  ``expectation`` / ``m_step``
+    (EM baselines) do not apply: there is nothing to marginalise.
+    """
+
+    def __init__(self, name: str, likelihood: KnownPoseLikelihood, prior: GaussianPrior,
+                 budget: float | None, order_seed: int):
+        super().__init__(name, likelihood, prior, likelihood.images, likelihood.ctf, budget, order_seed)
+
+    def _terms(self, idx: np.ndarray) -> KnownPoseTerms:
+        return self._lik.terms(idx)
+
+    def expectation(self, x, idx, hard: bool = False):
+        raise OracleInputError(f"{self._name}: expectation() needs unknown poses; this problem has known poses")
+
+    def m_step(self, stats, x0, max_iter: int = 30):
+        raise OracleInputError(f"{self._name}: m_step() needs unknown poses; this problem has known poses")
+
+
+# -------------------------------------------------------------------------- problem
+def _streams(spec: RefineSpec, seed: int) -> dict[str, np.random.Generator]:
+    names = ("poses", "ctf", "noise", "split")
+    children = np.random.SeedSequence([seed, spec.version, spec.box_size, 0x7EF1]).spawn(len(names))
+    return {n: np.random.default_rng(c) for n, c in zip(names, children)}
+
+
+def _random_ctf_physical(spec: RefineSpec, rng: np.random.Generator, n: int) -> dict:
+    """CTF parameters drawn exactly as :mod:`problems.datasets` draws them."""
+    du = rng.uniform(spec.defocus_min_angstrom, spec.defocus_max_angstrom, n)
+    return {"defocus_u": du, "defocus_v": du - rng.uniform(0, spec.astigmatism_max_angstrom, n),
+            "defocus_angle": rng.uniform(0, 180, n), "bfactor": rng.uniform(spec.bfactor_min, spec.bfactor_max, n),
+            "voltage_kv": spec.voltage_kv, "cs_mm": spec.cs_mm, "amplitude_contrast": spec.amplitude_contrast}
+
+
+def simulate_refine(spec: RefineSpec, seed: int) -> dict:
+    """Poses, CTFs, band images and the ground truth of ``spec`` (deterministic from ``seed``)."""
+    rng = _streams(spec, seed)
+    n, box = spec.n_images, spec.box_size
+    band = make_band(spec.r_max)
+    # RELION's A is the transpose of scipy's rotation (see problems/datasets.py); uniform either way.
+    drawn = Rotation.random(n, random_state=rng["poses"]).as_matrix()
+    euler = Rotation.from_matrix(np.transpose(drawn, (0, 2, 1))).as_euler("ZYZ")         # (rot, tilt, psi)
+    rotations = euler_to_matrix(euler[:, 0], euler[:, 1], euler[:, 2])
+    phys = _random_ctf_physical(spec, rng["ctf"], n)
+    ctf_params: CTFParams = ctf_from_physical(phys, spec.pixel_size_angstrom)
+    ctf = evaluate_ctf(ctf_params, band.k / box)
+    phantom = synthetic_phantom(box).astype(np.float64)
+    n_cal = min(n, 200)
+    phantom *= scale_for_snr(phantom.astype(np.float32), rotations[:n_cal], np.zeros((n_cal, 2)),
+                             ctf_params.subset(slice(0, n_cal)), spec.snr, spec.sigma)
+    model = KnownPoseLikelihood(box, band, rotations, np.zeros((n, band.size), complex), ctf,
+                                spec.sigma, dtype=np.float64)
+    clean = ctf * model.slices(phantom, model.terms(np.arange(n)))
+    noise = rng["noise"].standard_normal((n, band.size, 2)) @ np.array([1.0, 1j]) * (spec.sigma / np.sqrt(2))
+    dc = np.all(band.k == 0, axis=1)
+    noise[:, dc] = rng["noise"].standard_normal((n, int(dc.sum()))) * spec.sigma
+    test = np.sort(rng["split"].permutation(n)[:spec.n_test])
+    return {"band": band, "rotations": rotations, "euler": euler, "ctf": ctf, "images": clean + noise,
+            "ground_truth": phantom.astype(np.float32), "test_indices": test, "ctf_physical": phys}
+
+
+class RefineProblem:
+    """Known-pose refinement (linear least squares), with the :class:`problems.Problem` surface.
+
+    ``oracle(budget)``, ``test_nll(x)``, ``initial_density(seed)``,
+    ``ground_truth``, ``metadata``, ``n_train``, ``shape``; plus
+    ``likelihood(dtype, split)`` (the harness's uncharged access used by
+    :mod:`bench.conditioning` for exact spectra).
+    """
+
+    def __init__(self, spec: RefineSpec, seed: int = 0):
+        spec.validate()
+        self.spec = spec
+        self.name = spec.name
+        self.box_size = spec.box_size
+        self.sigma = spec.sigma
+        data = simulate_refine(spec, seed)
+        self.band: Band = data["band"]
+        self.prior = GaussianPrior(spec.prior_lambda)
+        self.ground_truth = data["ground_truth"]
+        test = np.zeros(spec.n_images, dtype=bool)
+        test[data["test_indices"]] = True
+        self._split = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test)}
+        self._data = data
+        self._order_seed = int(seed)
+        self._likelihoods: dict = {}
+        digest = hashlib.sha256()
+        for key in ("images", "ctf", "rotations"):
+            digest.update(np.ascontiguousarray(data[key]).tobytes())
+        self.metadata = {
+            "problem": spec.name, **{k: v for k, v in spec.as_dict().items() if k != "name"}, "seed": int(seed),
+            "r_max": self.band.r_max, "band_coefficients_half_plane": self.band.size,
+            "resolution_angstrom": resolution_angstrom(self.band.r_max, spec.box_size, spec.pixel_size_angstrom),
+            "poses": "known, uniform on SO(3)", "prior": f"Gaussian lambda/2 ||x||^2, lambda={spec.prior_lambda}",
+            "interpolation": "trilinear on the 2x oversampled centred DFT (N^-1 normalised)",
+            "n_train": int(self._split["train"].size), "n_test": int(self._split["test"].size),
+            "batch_order_seed": self._order_seed,
+        }
+        digest.update(json.dumps(self.metadata, sort_keys=True, default=str).encode())
+        self.metadata["content_hash"] = digest.hexdigest()
+
+    @property
+    def n_train(self) -> int:
+        return int(self._split["train"].size)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.box_size,) * 3
+
+    @property
+    def pixel_size(self) -> float:
+        return self.spec.pixel_size_angstrom
+
+    def likelihood(self, dtype=np.float32, split: str = "train") -> KnownPoseLikelihood:
+        """The (cached) known-pose likelihood over the ``split`` images in ``dtype``."""
+        key = (np.dtype(dtype), split)
+        if key not in self._likelihoods:
+            sel = self._split[split]
+            d = self._data
+            self._likelihoods[key] = KnownPoseLikelihood(self.box_size, self.band, d["rotations"][sel],
+                                                         d["images"][sel], d["ctf"][sel], self.sigma, dtype)
+        return self._likelihoods[key]
+
+    def oracle(self, budget: float | None = None, dtype=np.float32) -> KnownPoseOracle:
+        """A fresh counting oracle over the training images (float64 for derivative checks)."""
+        return KnownPoseOracle(f"{self.name}-{self.spec.scale}", self.likelihood(dtype), self.prior,
+                               budget, self._order_seed)
+
+    def test_nll(self, x: np.ndarray, batch: int = 500) -> float:
+        """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape != self.shape or not np.isfinite(x).all():
+            raise ValueError(f"{self.name}: test_nll needs a finite array of shape {self.shape}")
+        lik = self.likelihood(np.float32, "test")
+        total = sum(lik.nll(x, lik.terms(np.arange(s, min(s + batch, lik.n_images)))).sum()
+                    for s in range(0, lik.n_images, batch))
+        return float(total / lik.n_images)
+
+    def initial_density(self, seed: int = 0) -> np.ndarray:
+        """A random sum of spheres (as the ab-initio problem), scaled to the images' band power.
+
+        ``a^2 sum_it c_t C_it^2 |S_it(x0)|^2 = sum_it c_t (|I_it|^2 - sigma^2)``
+        over (up to) 2000 training images at their known poses.
+        """
+        x0 = random_spheres(self.box_size, np.random.default_rng([seed, 0x5EED])).astype(np.float64)
+        lik = self.likelihood(np.float64)
+        terms = lik.terms(np.arange(min(lik.n_images, 2000)))
+        c = self.band.multiplicity
+        model = np.sum(c * np.abs(terms.ctf * lik.slices(x0, terms)) ** 2)
+        excess = np.sum(c * (np.abs(terms.images) ** 2 - self.sigma**2))
+        scale = np.sqrt(max(excess, 0.0) / model) if model > 0 else 1.0
+        return (x0 * scale).astype(np.float32)
+
+    def __repr__(self) -> str:
+        return (f"RefineProblem(N={self.box_size}, r_max={self.band.r_max:g}, D={self.band.size}, "
+                f"n_train={self.n_train})")
+
+
+def load_refine(scale: str = "small", seed: int = 0, **overrides) -> RefineProblem:
+    """Build the known-pose refinement problem (``overrides``: fields of :class:`RefineSpec`)."""
+    return RefineProblem(refine_spec(scale, **overrides), seed)
