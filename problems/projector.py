@@ -22,18 +22,26 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 
-# Coordinates plus offset are never negative (checked in Slicer), so truncation
-# toward zero is the floor; it is half the cost of np.floor here.
+@numba.njit(inline="always", fastmath=True)
+def _cell(coords, j, t, offset):
+    """Lower corner and fractional position of sample ``(j, t)`` in the cube.
+
+    Coordinates plus offset are never negative (checked in Slicer), so
+    truncation toward zero is the floor; it is half the cost of np.floor here.
+    """
+    px = coords[j, t, 0] + offset
+    py = coords[j, t, 1] + offset
+    pz = coords[j, t, 2] + offset
+    ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
+    return ix, iy, iz, px - ix, py - iy, pz - iz
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _gather(cube, offset, coords, out):
     n_pose, n_coef = coords.shape[0], coords.shape[1]
     for j in numba.prange(n_pose):
         for t in range(n_coef):
-            px = coords[j, t, 0] + offset
-            py = coords[j, t, 1] + offset
-            pz = coords[j, t, 2] + offset
-            ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
-            fx, fy, fz = px - ix, py - iy, pz - iz
+            ix, iy, iz, fx, fy, fz = _cell(coords, j, t, offset)
             gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
             out[j, t] = (gz * (gy * (gx * cube[iz, iy, ix] + fx * cube[iz, iy, ix + 1])
                                + fy * (gx * cube[iz, iy + 1, ix] + fx * cube[iz, iy + 1, ix + 1]))
@@ -51,11 +59,7 @@ def _scatter(values, offset, coords, partial):
         for j in range(c * n_pose // n_chunk, (c + 1) * n_pose // n_chunk):
             for t in range(n_coef):
                 v = values[j, t]
-                px = coords[j, t, 0] + offset
-                py = coords[j, t, 1] + offset
-                pz = coords[j, t, 2] + offset
-                ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
-                fx, fy, fz = px - ix, py - iy, pz - iz
+                ix, iy, iz, fx, fy, fz = _cell(coords, j, t, offset)
                 gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
                 acc[iz, iy, ix] += gz * gy * gx * v
                 acc[iz, iy, ix + 1] += gz * gy * fx * v
