@@ -60,7 +60,7 @@ import scipy.fft
 from scipy.sparse.linalg import LinearOperator, cg, eigsh
 from tqdm.auto import tqdm
 
-from problems.fourier import PartialDFT, cube_half_width
+from problems.fourier import PartialDFT
 from problems.projector import Slicer
 
 

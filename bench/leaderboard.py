@@ -65,9 +65,9 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
         reference = entry.get("reference_test_nll")
         for frac in GAP_FRACTIONS:
             col = f"evals_to_{frac:.0%}"
-            hits = [evals_to_close_gap(Path(r["meta_path"]).with_suffix(".parquet"), reference, frac)
-                    for r in entry["runs"] if reference is not None and r.get("meta_path")
-                    and Path(r["meta_path"]).exists()]
+            records = [Path(results_dir) / r["record"] for r in entry["runs"] if r.get("record")]
+            hits = [evals_to_close_gap(p.with_suffix(".parquet"), reference, frac)
+                    for p in records if reference is not None and p.exists()]
             row[col] = float(np.median(hits)) if hits else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,8 @@ def run_protocol(problem: str, scale: str, optimizer_spec: str, *, results_dir: 
              "tuning_budget": tuning_budget, "trials": trials, "hyperparameters": best,
              "tuning_cost": tuning_cost, "reference_test_nll": None if prob.ground_truth is None else prob.test_nll(prob.ground_truth),
              "runs": [{"seed": r["spec"]["seed"], "status": r["status"], "final_test_nll": r["final_test_nll"],
-                       "meta_path": r["meta_path"]} for r in runs],
+                       "record": None if not r.get("meta_path") else os.path.relpath(r["meta_path"], results_dir)}
+                      for r in runs],
              "seconds": time.perf_counter() - started}
     path = entry_path(Path(results_dir), label, cls.name)
     write_entry(path, entry)

@@ -91,22 +91,35 @@ def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress
     write_mrc(directory / "ground_truth.mrc", phantom, apix)
     split = rng["split"].permutation(n)
     np.save(directory / "test_indices.npy", np.sort(split[:spec.n_test]))
-    manifest = {"spec": spec.as_dict(), "seed": seed}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def ensure_synthetic(spec: SyntheticSpec, seed: int, progress: bool = True) -> Path:
-    """Path of the dataset folder, generating it first if it is missing or incomplete."""
-    directory = dataset_dir(spec, seed)
+def ensure_dataset(directory: Path, generate) -> Path:
+    """``directory``, generated first by ``generate(tmp) -> manifest dict`` if it is incomplete.
+
+    Generation happens in a ``.partial`` sibling that is renamed into place
+    after its ``manifest.json`` (written last) exists, so an interrupted
+    generation is redone, never half-used.
+    """
     if not (directory / "manifest.json").exists():
         if directory.exists():
             shutil.rmtree(directory)
         tmp = directory.with_name(directory.name + ".partial")
         if tmp.exists():
             shutil.rmtree(tmp)
-        generate_synthetic(spec, seed, tmp, progress=progress)
+        tmp.mkdir(parents=True)
+        manifest = generate(tmp)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         os.replace(tmp, directory)
     return directory
+
+
+def ensure_synthetic(spec: SyntheticSpec, seed: int, progress: bool = True) -> Path:
+    """Path of the dataset folder, generating it first if it is missing or incomplete."""
+    def generate(tmp: Path) -> dict:
+        generate_synthetic(spec, seed, tmp, progress=progress)
+        return {"spec": spec.as_dict(), "seed": seed}
+
+    return ensure_dataset(dataset_dir(spec, seed), generate)
 
 
 @dataclass

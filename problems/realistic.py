@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -54,11 +53,12 @@ import scipy.fft
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
-from .datasets import cache_dir, ctf_from_physical
+from .datasets import cache_dir, ctf_from_physical, ensure_dataset
 from .grids import make_band
 from .io import DataError, read_mrc, read_particle_star, read_particles, write_mrc, write_particles
 from .preprocess import preprocess_stack, split_indices
 from .problem import Problem
+from .registry import BoxInAngstrom
 from .simulate import noisy_images, scale_for_snr
 
 REALISTIC_VERSION = 1
@@ -197,7 +197,7 @@ def model_density(path: str | os.PathLike, box: int, pixel_size: float,
 # --------------------------------------------------------------------------- realistic spec
 
 @dataclass(frozen=True)
-class RealisticSpec:
+class RealisticSpec(BoxInAngstrom):
     """The paper's Thermus setting on images simulated from an atomic model (lengths in pixels)."""
 
     name: str
@@ -224,20 +224,6 @@ class RealisticSpec:
     bfactor_max: float = 150.0
     version: int = REALISTIC_VERSION
 
-    @property
-    def pixel_size(self) -> float:
-        return self.box_angstrom / self.box_size
-
-    @property
-    def r_max(self) -> float:
-        return self.r_max_fraction * self.box_size / 2
-
-    @property
-    def n_images(self) -> int:
-        return self.n_train + self.n_test
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 REALISTIC_SCALES: dict[str, RealisticSpec] = {
@@ -321,19 +307,12 @@ def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress
 
 def ensure_realistic(spec: RealisticSpec, seed: int, progress: bool = True) -> Path:
     """The dataset folder of ``spec``, simulated first if missing (atomically: ``.partial`` + rename)."""
-    directory = _spec_dir(spec, seed)
-    if not (directory / "manifest.json").exists():
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp = directory.with_name(directory.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    def generate(tmp: Path) -> dict:
         timings = generate_realistic(spec, seed, tmp, progress=progress)
-        manifest = {"spec": spec.as_dict(), "seed": seed, "model_sha256": MODELS[spec.model].sha256,
-                    "timings": timings}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        os.replace(tmp, directory)
-    return directory
+        return {"spec": spec.as_dict(), "seed": seed, "model_sha256": MODELS[spec.model].sha256,
+                "timings": timings}
+
+    return ensure_dataset(_spec_dir(spec, seed), generate)
 
 
 def load_realistic_problem(scale: str = "small", seed: int = 0, progress: bool = True,

@@ -53,10 +53,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from .registry import SpecGeometry
 
 from .ctf import CTFParams, evaluate_ctf
 from .datasets import ctf_from_physical
@@ -75,7 +77,7 @@ REFINE_VERSION = 1
 
 # ----------------------------------------------------------------------------- spec
 @dataclass(frozen=True)
-class RefineSpec:
+class RefineSpec(SpecGeometry):
     """Every fixed choice of the known-pose refinement problem at one scale.
 
     Lengths in pixels except ``pixel_size_angstrom`` and the CTF ranges
@@ -103,16 +105,6 @@ class RefineSpec:
     bfactor_max: float = 150.0
     version: int = REFINE_VERSION
 
-    @property
-    def r_max(self) -> float:
-        return self.r_max_fraction * self.box_size / 2
-
-    @property
-    def n_images(self) -> int:
-        return self.n_train + self.n_test
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def validate(self) -> None:
         if not 0 < self.r_max_fraction:

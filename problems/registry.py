@@ -11,8 +11,32 @@ from dataclasses import asdict, dataclass, replace
 SYNTHETIC_VERSION = 1
 
 
+class SpecGeometry:
+    """Derived sizes shared by every problem spec (a dataclass with ``box_size``,
+    ``r_max_fraction``, ``n_train`` and ``n_test`` fields)."""
+
+    @property
+    def r_max(self) -> float:
+        return self.r_max_fraction * self.box_size / 2
+
+    @property
+    def n_images(self) -> int:
+        return self.n_train + self.n_test
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class BoxInAngstrom(SpecGeometry):
+    """For specs that fix the box's physical size (``box_angstrom``) rather than the pixel size."""
+
+    @property
+    def pixel_size(self) -> float:
+        return self.box_angstrom / self.box_size
+
+
 @dataclass(frozen=True)
-class SyntheticSpec:
+class SyntheticSpec(BoxInAngstrom):
     """The paper's synthetic ab-initio setting at one scale.
 
     Lengths in pixels except ``box_angstrom`` and the CTF ranges (microscope
@@ -42,20 +66,6 @@ class SyntheticSpec:
     bfactor_max: float = 150.0
     version: int = SYNTHETIC_VERSION
 
-    @property
-    def pixel_size(self) -> float:
-        return self.box_angstrom / self.box_size
-
-    @property
-    def r_max(self) -> float:
-        return self.r_max_fraction * self.box_size / 2
-
-    @property
-    def n_images(self) -> int:
-        return self.n_train + self.n_test
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 SYNTHETIC_SCALES: dict[str, SyntheticSpec] = {

@@ -1,7 +1,6 @@
 """Smoke test of the asv suite: it must stay importable and runnable (numbers are not checked here)."""
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-import pandas as pd
 import pytest
 import starfile
 from scipy.spatial.transform import Rotation

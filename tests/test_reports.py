@@ -1,5 +1,4 @@
 """Reports read records only; the HTML leaderboard renders in headless Chromium."""
-import json
 import shutil
 import subprocess
 

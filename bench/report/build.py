@@ -18,7 +18,7 @@ import pandas as pd
 
 from problems.io import read_mrc
 
-from ..leaderboard import evals_to_close_gap, rank, to_markdown
+from ..leaderboard import rank, to_markdown
 from ..metrics import apply_alignment
 from . import figures
 from .data import load_runs

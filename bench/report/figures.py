@@ -32,7 +32,7 @@ def save(fig, stem: Path) -> list[Path]:
 
 
 def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) -> plt.Figure:
-    """Held-out test NLL vs per-image gradient evaluations (log x): median over seeds, min-max band,
+    """Held-out test NLL vs per-image gradient evaluations (log x): median over seeds, interquartile band,
     and a zoomed panel of the last decade (paper Fig. 3)."""
     lo, hi = rows.loc[rows.evals > 0, "evals"].min(), rows.evals.max()
     grid = np.geomspace(lo, hi, 200)
@@ -45,12 +45,13 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
             continue
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns past a run's end
-            med, c_lo, c_hi = np.nanmedian(c, axis=0), np.nanmin(c, 0), np.nanmax(c, 0)
+            med = np.nanmedian(c, axis=0)
+            c_lo, c_hi = np.nanpercentile(c, 25, axis=0), np.nanpercentile(c, 75, axis=0)
         color = plt.cm.tab20(i % 20)
         for a in (ax, zoom):
             a.plot(grid, med, label=name, color=color, lw=1.6)
             if c.shape[0] > 1:
-                a.fill_between(grid, c_lo, c_hi, color=color, alpha=0.15, lw=0)
+                a.fill_between(grid, c_lo, c_hi, color=color, alpha=0.12, lw=0)
         finals.append(np.nanmin(med))
     if reference is not None:
         for a in (ax, zoom):
@@ -78,8 +79,25 @@ def projection(volume: np.ndarray) -> np.ndarray:
 
 def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | None, columns: list[str],
                   title: str) -> plt.Figure:
-    """Rows = optimizers, columns = snapshot points; images are projections along z of aligned densities."""
+    """Projections along z of aligned densities: rows = optimizers, columns = snapshot points
+    (paper Fig. 4); with a single column the optimizers are laid out in rows of up to seven."""
     names = _order(panels)
+    if len(columns) == 1:
+        items = [(name, panels[name].get(columns[0])) for name in names]
+        if truth is not None:
+            items.append(("ground truth", truth))
+        per_row = min(7, len(items))
+        n_rows = -(-len(items) // per_row)
+        fig, axes = plt.subplots(n_rows, per_row, figsize=(1.8 * per_row, 2.0 * n_rows + 0.4), squeeze=False)
+        for a in axes.ravel():
+            a.axis("off")
+        for a, (name, vol) in zip(axes.ravel(), items):
+            if vol is not None:
+                a.imshow(projection(vol), cmap="gray", origin="lower")
+            a.set_title(name, fontsize=9)
+        fig.suptitle(f"{title} ({columns[0]})", fontsize=10)
+        fig.tight_layout()
+        return fig
     n_rows = len(names) + (truth is not None)
     fig, axes = plt.subplots(n_rows, len(columns), figsize=(1.9 * len(columns) + 1, 1.9 * n_rows), squeeze=False)
     for r, name in enumerate(names):
@@ -104,6 +122,7 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
             else:
                 a.axis("off")
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 
