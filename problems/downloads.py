@@ -22,7 +22,6 @@ Example (needs internet)::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -88,11 +87,7 @@ def _file_downloader(url: str, output_file, pooch_obj, check_only: bool = False)
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def _retrieve(url: str, relpath: str, folder: Path, known: str | None, recorded: dict) -> Path:
