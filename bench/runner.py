@@ -112,6 +112,9 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     pending_snaps = [s for s in SNAPSHOT_EVALS if s < budget_evals]
     bar = tqdm(total=budget_evals, desc=f"{opt.name} on {label}", unit="eval", disable=not progress,
                dynamic_ncols=True)
+    # A diverging run overflows on its way to inf/NaN; the status says so, numpy need not warn.
+    errstate = np.errstate(over="ignore", invalid="ignore")
+    errstate.__enter__()
     try:
         state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, budget_evals), rng)
         while True:
@@ -152,6 +155,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         status, message = "error", "".join(traceback.format_exception_only(exc)).strip()
     finally:
         bar.close()
+        errstate.__exit__(None, None, None)
     if rows[-1]["evals"] != oracle.evals:
         record(x)
     if np.isfinite(x).all():
