@@ -174,7 +174,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         "seed": seed, "budget": budget_evals, "evals": oracle.evals, "status": status, "message": message,
         "final_test_nll": None if not np.isfinite(final) else float(final),
         "reference_test_nll": reference, "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"),
-        "band_radius": problem.band.r_max,
+        "band_radius": problem.band.r_max, "n_train": problem.n_train,
         "optimizer_seconds": opt_time, "snapshots": snapshots, "fsc": fsc_results,
         "calls": ledger.calls, **environment(),
     }

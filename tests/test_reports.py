@@ -24,7 +24,7 @@ def test_report_builds_every_artefact(results, tmp_path):
     for expected in ("convergence-synthetic-tiny.png", "convergence-synthetic-tiny.pdf",
                      "snapshots-synthetic-tiny.png", "fsc-synthetic-tiny.csv", "fsc-synthetic-tiny.md",
                      "leaderboard-synthetic-tiny.md", "leaderboard-synthetic-tiny.csv",
-                     "performance-profile.png", "index.html"):
+                     "performance-profile.png", "data-profile.png", "index.html"):
         assert expected in names
     md = (tmp_path / "report" / "leaderboard-synthetic-tiny.md").read_text()
     assert "nesterov** (submitted)" in md and "| sgd |" in md

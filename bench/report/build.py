@@ -80,15 +80,16 @@ def profile_table(metas: list[dict], tau: float = 0.1) -> pd.DataFrame:
     runs = []
     for m in metas:
         table = pd.read_parquet(Path(m["meta_path"]).with_suffix(".parquet"))
-        runs.append((m["optimizer"], f"{m['problem_label']}/seed{m['seed']}", table))
+        runs.append((m["optimizer"], f"{m['problem_label']}/seed{m['seed']}", table, m.get("n_train")))
     best = {}
-    for _, case, t in runs:
+    for _, case, t, _ in runs:
         best[case] = min(best.get(case, np.inf), t["test_nll"].min())
     rows = []
-    for name, case, t in runs:
+    for name, case, t, n_train in runs:
         target = best[case] + tau * (t["test_nll"].iloc[0] - best[case])
         hit = t[t["test_nll"] <= target]
-        rows.append({"optimizer": name, "case": case, "evals": float(hit["evals"].iloc[0]) if len(hit) else np.inf})
+        rows.append({"optimizer": name, "case": case, "evals": float(hit["evals"].iloc[0]) if len(hit) else np.inf,
+                     "n_train": n_train})
     return pd.DataFrame(rows)
 
 
@@ -196,6 +197,11 @@ def build_report(results_dir: str | Path, out_dir: str | Path, progress: bool = 
         prof.to_csv(out / "performance-profile.csv", index=False)
         written += p + [out / "performance-profile.csv"]
         sections.append(("Performance profile", _img(p[0])))
+        if prof["n_train"].notna().all():
+            d = figures.save(figures.data_profile(prof, "data profile: cases solved vs budget"),
+                             out / "data-profile")
+            written += d
+            sections.append(("Data profile", _img(d[0])))
     page = out / "index.html"
     page.write_text(_html_page(sections))
     written.append(page)

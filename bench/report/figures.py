@@ -162,3 +162,24 @@ def performance_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def data_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
+    """Moré-Wild data profile: fraction of cases solved within a budget of ``kappa`` epochs.
+
+    ``evals_needed``: columns optimizer, case, evals, n_train (training images of the case).
+    """
+    epochs = evals_needed["evals"] / evals_needed["n_train"]
+    grid = np.geomspace(max(epochs[np.isfinite(epochs)].min() / 2, 1e-3), max(epochs[np.isfinite(epochs)].max() * 2, 1), 200)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, grp) in enumerate(sorted(evals_needed.assign(epochs=epochs).groupby("optimizer"))):
+        e = grp["epochs"].to_numpy()
+        ax.step(grid, [(e <= g).mean() for g in grid], where="post", label=name, color=plt.cm.tab20(i % 20))
+    ax.set_xscale("log")
+    ax.set_xlabel("budget (epochs of per-image gradient evaluations)")
+    ax.set_ylabel("fraction of cases solved")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
