@@ -38,7 +38,7 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
     grid = np.geomspace(lo, hi, 200)
     curves = curves_on_grid(rows, grid)
     fig, (ax, zoom) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
-    finals = []
+    finals, medians = [], []
     for i, name in enumerate(_order(curves)):
         c = curves[name]
         if not np.isfinite(c).any():
@@ -53,6 +53,7 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
             if c.shape[0] > 1:
                 a.fill_between(grid, c_lo, c_hi, color=color, alpha=0.12, lw=0)
         finals.append(np.nanmin(med))
+        medians.append(med)
     if reference is not None:
         for a in (ax, zoom):
             a.axhline(reference, color="k", ls=":", lw=1, label="ground truth")
@@ -69,6 +70,12 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
         bottom = min(min(finals), reference if reference is not None else np.inf) - 0.2
         zoom.set_ylim(bottom, top)
     zoom.set_title("last decade (zoom)")
+    if medians:     # the medians set the scale; one diverging seed's band must not flatten the rest
+        lo_y, hi_y = np.nanmin(medians), np.nanmax(medians)
+        if reference is not None:
+            lo_y = min(lo_y, reference)
+        pad = 0.05 * (hi_y - lo_y + 1e-9)
+        ax.set_ylim(lo_y - pad, hi_y + pad)
     ax.legend(fontsize=8, ncol=2)
     return fig
 
