@@ -50,7 +50,8 @@ def _streams(seed: int, spec: SyntheticSpec) -> dict[str, np.random.Generator]:
     return {n: np.random.default_rng(c) for n, c in zip(names, children)}
 
 
-def _random_ctf(spec: SyntheticSpec, rng: np.random.Generator, n: int) -> dict:
+def random_ctf(spec, rng: np.random.Generator, n: int) -> dict:
+    """Astigmatic CTFs in microscope units: defocus U uniform, V = U - uniform(0, astig), angle, B."""
     du = rng.uniform(spec.defocus_min_angstrom, spec.defocus_max_angstrom, n)
     return {
         "defocus_u": du, "defocus_v": du - rng.uniform(0, spec.astigmatism_max_angstrom, n),
@@ -66,29 +67,42 @@ def ctf_from_physical(phys: dict, pixel_size: float) -> CTFParams:
         amplitude_contrast=phys["amplitude_contrast"], bfactor_angstrom2=phys["bfactor"])
 
 
-def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress: bool = True) -> None:
-    """Simulate the dataset of ``spec`` into ``directory`` (deterministic from ``seed``)."""
-    rng = _streams(seed, spec)
-    n, box, apix = spec.n_images, spec.box_size, spec.pixel_size
-    rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()     # uniform on SO(3)
-    shifts = np.zeros((n, 2))
-    if spec.shift_extent > 0:
-        shifts = np.clip(rng["poses"].normal(0, spec.shift_sigma, (n, 2)), -spec.shift_extent, spec.shift_extent)
-    phys = _random_ctf(spec, rng["ctf"], n)
+def simulate_stack(directory: Path, density: np.ndarray, rotations: np.ndarray, shifts: np.ndarray,
+                   phys: dict, spec, noise_rng: np.random.Generator, progress: bool = True,
+                   mrc_mode: int = 2) -> np.ndarray:
+    """Scale ``density`` to ``spec.snr``, simulate its noisy images and write STAR + MRCS + ground truth.
+
+    ``phys`` holds the CTF in microscope units (see :func:`random_ctf`);
+    ``spec`` supplies ``box_size``, ``pixel_size``, ``snr``, ``sigma`` and
+    names.  Returns the scaled density (also written as ``ground_truth.mrc``).
+    """
+    n, box, apix = rotations.shape[0], spec.box_size, spec.pixel_size
     ctf = ctf_from_physical(phys, apix)
-    phantom = synthetic_phantom(box)
     n_cal = min(n, 200)
-    phantom *= scale_for_snr(phantom, rotations[:n_cal], shifts[:n_cal], ctf.subset(slice(0, n_cal)),
-                             spec.snr, spec.sigma)
-    spectrum = oversampled_spectrum(phantom)
+    density = density * scale_for_snr(density, rotations[:n_cal], shifts[:n_cal], ctf.subset(slice(0, n_cal)),
+                                       spec.snr, spec.sigma)
+    spectrum = oversampled_spectrum(density)
     # RELION's matrix A is the transpose of scipy's intrinsic ZYZ rotation (see tests/reference.py).
     euler = np.rad2deg(Rotation.from_matrix(np.transpose(rotations, (0, 2, 1))).as_euler("ZYZ"))
     directory.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=n, desc=f"simulating {spec.name}-{spec.scale}", unit="img", disable=not progress)
     with bar:
-        write_particles(directory, noisy_images(spectrum, rotations, shifts, ctf, spec.sigma, rng["noise"]),
-                        n, box, apix, phys, euler, shifts, progress=bar)
-    write_mrc(directory / "ground_truth.mrc", phantom, apix)
+        write_particles(directory, noisy_images(spectrum, rotations, shifts, ctf, spec.sigma, noise_rng),
+                        n, box, apix, phys, euler, shifts, progress=bar, mrc_mode=mrc_mode)
+    write_mrc(directory / "ground_truth.mrc", density, apix)
+    return density
+
+
+def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress: bool = True) -> None:
+    """Simulate the dataset of ``spec`` into ``directory`` (deterministic from ``seed``)."""
+    rng = _streams(seed, spec)
+    n = spec.n_images
+    rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()     # uniform on SO(3)
+    shifts = np.zeros((n, 2))
+    if spec.shift_extent > 0:
+        shifts = np.clip(rng["poses"].normal(0, spec.shift_sigma, (n, 2)), -spec.shift_extent, spec.shift_extent)
+    phys = random_ctf(spec, rng["ctf"], n)
+    simulate_stack(directory, synthetic_phantom(spec.box_size), rotations, shifts, phys, spec, rng["noise"], progress)
     split = rng["split"].permutation(n)
     np.save(directory / "test_indices.npy", np.sort(split[:spec.n_test]))
 

@@ -51,15 +51,13 @@ import numpy as np
 import pooch
 import scipy.fft
 from scipy.spatial.transform import Rotation
-from tqdm.auto import tqdm
 
-from .datasets import cache_dir, ctf_from_physical, ensure_dataset
+from .datasets import cache_dir, ensure_dataset, random_ctf, simulate_stack
 from .grids import make_band
-from .io import DataError, read_mrc, read_particle_star, read_particles, write_mrc, write_particles
+from .io import DataError, read_mrc, read_particle_star, read_particles
 from .preprocess import preprocess_stack, split_indices
 from .problem import Problem
 from .registry import BoxInAngstrom
-from .simulate import noisy_images, scale_for_snr
 
 REALISTIC_VERSION = 1
 STAR_VERSION = 1
@@ -256,17 +254,6 @@ def random_shifts(rng: np.random.Generator, n: int, sigma: float, extent: float)
     return s * np.minimum(1.0, extent / np.maximum(norm, 1e-12))[:, None]
 
 
-def random_ctf(spec: RealisticSpec, rng: np.random.Generator, n: int) -> dict:
-    """Astigmatic CTFs in microscope units: defocus U uniform, V = U - uniform(0, astig), angle, B."""
-    du = rng.uniform(spec.defocus_min_angstrom, spec.defocus_max_angstrom, n)
-    return {
-        "defocus_u": du, "defocus_v": du - rng.uniform(0, spec.astigmatism_max_angstrom, n),
-        "defocus_angle": rng.uniform(0, 180, n),
-        "bfactor": rng.uniform(spec.bfactor_min, spec.bfactor_max, n),
-        "voltage_kv": spec.voltage_kv, "cs_mm": spec.cs_mm, "amplitude_contrast": spec.amplitude_contrast,
-    }
-
-
 def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress: bool = True,
                        mrc_mode: int = 2, n_images: int | None = None) -> dict:
     """Simulate ``spec``'s images into ``directory`` (deterministic from ``seed``); returns timings."""
@@ -282,22 +269,9 @@ def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress
     rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()       # uniform on SO(3)
     shifts = random_shifts(rng["shifts"], n, spec.shift_sigma, spec.shift_extent)
     phys = random_ctf(spec, rng["ctf"], n)
-    ctf = ctf_from_physical(phys, apix)
-    n_cal = min(n, 200)
-    density *= scale_for_snr(density, rotations[:n_cal], shifts[:n_cal], ctf.subset(slice(0, n_cal)),
-                             spec.snr, spec.sigma)
-    from .fourier import oversampled_spectrum
-    spectrum = oversampled_spectrum(density)
-    # RELION's matrix A is the transpose of scipy's intrinsic ZYZ rotation (see tests/reference.py).
-    euler = np.rad2deg(Rotation.from_matrix(np.transpose(rotations, (0, 2, 1))).as_euler("ZYZ"))
-    directory.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    bar = tqdm(total=n, desc=f"simulating {spec.name}-{spec.scale}", unit="img", disable=not progress)
-    with bar:
-        write_particles(directory, noisy_images(spectrum, rotations, shifts, ctf, spec.sigma, rng["noise"]),
-                        n, box, apix, phys, euler, shifts, progress=bar, mrc_mode=mrc_mode)
+    simulate_stack(directory, density, rotations, shifts, phys, spec, rng["noise"], progress, mrc_mode=mrc_mode)
     timings["simulate_s"] = time.perf_counter() - t0
-    write_mrc(directory / "ground_truth.mrc", density, apix)
     return timings
 
 

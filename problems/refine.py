@@ -61,7 +61,7 @@ from scipy.spatial.transform import Rotation
 from .registry import SpecGeometry
 
 from .ctf import CTFParams, evaluate_ctf
-from .datasets import ctf_from_physical
+from .datasets import ctf_from_physical, random_ctf
 from .fourier import PartialDFT, cube_half_width
 from .grids import Band, make_band
 from .oracle import CountingOracle
@@ -284,14 +284,6 @@ def _streams(spec: RefineSpec, seed: int) -> dict[str, np.random.Generator]:
     return {n: np.random.default_rng(c) for n, c in zip(names, children)}
 
 
-def _random_ctf_physical(spec: RefineSpec, rng: np.random.Generator, n: int) -> dict:
-    """CTF parameters drawn exactly as :mod:`problems.datasets` draws them."""
-    du = rng.uniform(spec.defocus_min_angstrom, spec.defocus_max_angstrom, n)
-    return {"defocus_u": du, "defocus_v": du - rng.uniform(0, spec.astigmatism_max_angstrom, n),
-            "defocus_angle": rng.uniform(0, 180, n), "bfactor": rng.uniform(spec.bfactor_min, spec.bfactor_max, n),
-            "voltage_kv": spec.voltage_kv, "cs_mm": spec.cs_mm, "amplitude_contrast": spec.amplitude_contrast}
-
-
 def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     """Poses, CTFs, band images and the ground truth of ``spec`` (deterministic from ``seed``)."""
     rng = _streams(spec, seed)
@@ -301,7 +293,7 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     drawn = Rotation.random(n, random_state=rng["poses"]).as_matrix()
     euler = Rotation.from_matrix(np.transpose(drawn, (0, 2, 1))).as_euler("ZYZ")         # (rot, tilt, psi)
     rotations = euler_to_matrix(euler[:, 0], euler[:, 1], euler[:, 2])
-    phys = _random_ctf_physical(spec, rng["ctf"], n)
+    phys = random_ctf(spec, rng["ctf"], n)
     ctf_params: CTFParams = ctf_from_physical(phys, spec.pixel_size_angstrom)
     ctf = evaluate_ctf(ctf_params, band.k / box)
     phantom = synthetic_phantom(box).astype(np.float64)

@@ -149,26 +149,30 @@ def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figu
     return fig
 
 
-def performance_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
-    """Dolan-Moré profile: fraction of (problem, seed) cases an optimizer solves within tau x the best.
-
-    ``evals_needed``: columns optimizer, case, evals (inf when the target was never reached).
-    """
-    best = evals_needed.groupby("case")["evals"].transform("min")
-    ratio = evals_needed["evals"] / best
-    taus = np.geomspace(1, 100, 200)
+def _fraction_solved(values: pd.DataFrame, column: str, grid: np.ndarray, xlabel: str, title: str) -> plt.Figure:
+    """Step plot of the fraction of each optimizer's cases with ``column <= grid`` (log x)."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, grp) in enumerate(sorted(evals_needed.assign(ratio=ratio).groupby("optimizer"))):
-        r = grp["ratio"].to_numpy()
-        ax.step(taus, [(r <= t).mean() for t in taus], where="post", label=name, color=plt.cm.tab20(i % 20))
+    for i, (name, grp) in enumerate(sorted(values.groupby("optimizer"))):
+        v = grp[column].to_numpy()
+        ax.step(grid, [(v <= g).mean() for g in grid], where="post", label=name, color=plt.cm.tab20(i % 20))
     ax.set_xscale("log")
-    ax.set_xlabel("tau (evaluations / best evaluations)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of cases solved")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def performance_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
+    """Dolan-Moré profile: fraction of (problem, seed) cases an optimizer solves within tau x the best.
+
+    ``evals_needed``: columns optimizer, case, evals (inf when the target was never reached).
+    """
+    best = evals_needed.groupby("case")["evals"].transform("min")
+    return _fraction_solved(evals_needed.assign(ratio=evals_needed["evals"] / best), "ratio",
+                            np.geomspace(1, 100, 200), "tau (evaluations / best evaluations)", title)
 
 
 def data_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
@@ -177,16 +181,7 @@ def data_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
     ``evals_needed``: columns optimizer, case, evals, n_train (training images of the case).
     """
     epochs = evals_needed["evals"] / evals_needed["n_train"]
-    grid = np.geomspace(max(epochs[np.isfinite(epochs)].min() / 2, 1e-3), max(epochs[np.isfinite(epochs)].max() * 2, 1), 200)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, grp) in enumerate(sorted(evals_needed.assign(epochs=epochs).groupby("optimizer"))):
-        e = grp["epochs"].to_numpy()
-        ax.step(grid, [(e <= g).mean() for g in grid], where="post", label=name, color=plt.cm.tab20(i % 20))
-    ax.set_xscale("log")
-    ax.set_xlabel("budget (epochs of per-image gradient evaluations)")
-    ax.set_ylabel("fraction of cases solved")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    finite = epochs[np.isfinite(epochs)]
+    grid = np.geomspace(max(finite.min() / 2, 1e-3), max(finite.max() * 2, 1), 200)
+    return _fraction_solved(evals_needed.assign(epochs=epochs), "epochs", grid,
+                            "budget (epochs of per-image gradient evaluations)", title)
