@@ -11,7 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cryoopt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__)
+        doc = module.__doc__.replace("%", "%%")          # argparse formats help strings with %
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc)
         module.add_args(p)
         p.set_defaults(_main=module.main)
     args = parser.parse_args(argv)

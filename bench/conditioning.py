@@ -457,7 +457,7 @@ HUTCHINSON_COLUMNS = [("probes", "probes k"), ("cost", "oracle evals charged"),
 
 
 def known_pose_table(scale: str = "small", seed: int = 0, fractions=(0.25, 0.5, 0.75, 0.875),
-                     probes: int = 64, probe_batch: int = 100, tol: float = 0.2, sgd_batch: int = 100,
+                     probes: int = 64, probe_batch: int = 100, tol: float = 0.2, sgd_batch: int = 500,
                      max_epochs: float = 50, eig_tol: float = 1e-6,
                      progress: bool = True) -> tuple[list[dict], list[dict]]:
     """Rows of the known-pose conditioning table, and Hutchinson's error vs probes at the top band.

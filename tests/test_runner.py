@@ -75,3 +75,15 @@ def test_cli_run_and_listing(tiny, tmp_path, capsys):
     assert main(["optimizers"]) == 0 and "sgd" in capsys.readouterr().out
     assert main(["run", "--scale", "tiny", "--optimizer", "nope", "--results", str(tmp_path)]) == 2
     assert "unknown optimizer" in capsys.readouterr().err
+
+
+def test_cli_help_lists_every_command(capsys):
+    from bench.commands import COMMANDS
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+        with pytest.raises(SystemExit):
+            main([name, "--help"])

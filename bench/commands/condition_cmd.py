@@ -24,7 +24,8 @@ def add_args(p) -> None:
     p.add_argument("--probes", type=int, default=64, help="Hutchinson probes")
     p.add_argument("--probe-batch", type=int, default=100, help="images per Hutchinson probe")
     p.add_argument("--tol", type=float, default=0.2, help="relative error ||a - a*|| / ||a*|| for SGD")
-    p.add_argument("--sgd-batch", type=int, default=100)
+    p.add_argument("--sgd-batch", type=int, default=500,
+                   help="SGD minibatch (500: at 100 the gradient-noise floor, not conditioning, decides the race)")
     p.add_argument("--max-epochs", type=float, default=50)
     p.add_argument("--eig-tol", type=float, default=1e-6, help="eigsh relative tolerance")
     p.add_argument("--abinitio-images", type=int, default=100,
