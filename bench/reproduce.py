@@ -61,6 +61,11 @@ def reproduce(figure: str, scale: str = "small", results_dir: str = "results", o
         written += figures.save(figures.snapshot_grid(panels, truth, columns,
                                                       f"Fig. 4 ({label}): densities after 5K, 50K and all evaluations"),
                                 out / "fig4")
+        finals = {n: panels[n]["final"] for n in figures.order(panels) if "final" in panels[n]}
+        if truth is not None:
+            finals["ground truth"] = truth
+        written += figures.save(figures.isosurface_grid(finals, f"Fig. 4 ({label}): final densities, isosurface view"),
+                                out / "fig4-isosurface")
         fsc = fsc_table(metas)
         fsc.to_csv(out / "fig4-fsc.csv", index=False)
         written.append(out / "fig4-fsc.csv")

@@ -22,7 +22,7 @@ def test_report_builds_every_artefact(results, tmp_path):
     files = build_report(results, tmp_path / "report")
     names = {p.name for p in files}
     for expected in ("convergence-synthetic-tiny.png", "convergence-synthetic-tiny.pdf",
-                     "snapshots-synthetic-tiny.png", "fsc-synthetic-tiny.csv", "fsc-synthetic-tiny.md",
+                     "snapshots-synthetic-tiny.png", "isosurface-synthetic-tiny.png", "fsc-synthetic-tiny.csv", "fsc-synthetic-tiny.md",
                      "leaderboard-synthetic-tiny.md", "leaderboard-synthetic-tiny.csv",
                      "performance-profile.png", "data-profile.png", "index.html"):
         assert expected in names

@@ -179,6 +179,13 @@ def build_report(results_dir: str | Path, out_dir: str | Path, progress: bool = 
                                  out / f"snapshots-{label}")
             written += snaps
             content.append(_img(snaps[0]))
+            finals = {n: panels[n]["final"] for n in figures.order(panels) if "final" in panels[n]}
+            if truth is not None:
+                finals["ground truth"] = truth
+            iso = figures.save(figures.isosurface_grid(finals, f"{label}: final densities, isosurface view"),
+                               out / f"isosurface-{label}")
+            written += iso
+            content.append(_img(iso[0]))
         fsc = fsc_table(lm)
         if len(fsc):
             pixel = next((m.get("pixel_size_angstrom") for m in lm if m.get("pixel_size_angstrom")), 1.0)

@@ -17,7 +17,8 @@ from .data import curves_on_grid  # noqa: E402
 PAPER_ORDER = ["sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free"]
 
 
-def _order(names) -> list[str]:
+def order(names) -> list[str]:
+    """The paper's seven first (in its order), then the rest alphabetically."""
     names = list(names)
     return [n for n in PAPER_ORDER if n in names] + sorted(n for n in names if n not in PAPER_ORDER)
 
@@ -39,7 +40,7 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
     curves = curves_on_grid(rows, grid)
     fig, (ax, zoom) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.6, 1]})
     finals, medians = [], []
-    for i, name in enumerate(_order(curves)):
+    for i, name in enumerate(order(curves)):
         c = curves[name]
         if not np.isfinite(c).any():
             continue
@@ -88,7 +89,7 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
                   title: str) -> plt.Figure:
     """Projections along z of aligned densities: rows = optimizers, columns = snapshot points
     (paper Fig. 4); with a single column the optimizers are laid out in rows of up to seven."""
-    names = _order(panels)
+    names = order(panels)
     if len(columns) == 1:
         items = [(name, panels[name].get(columns[0])) for name in names]
         if truth is not None:
@@ -135,7 +136,7 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
 
 def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, name in enumerate(_order(fscs)):
+    for i, name in enumerate(order(fscs)):
         f = fscs[name]
         ax.plot(np.asarray(f["frequency"]) / pixel_size, f["fsc"], label=name, color=plt.cm.tab20(i % 20))
     for level in (0.5, 0.143):
@@ -185,3 +186,23 @@ def data_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
     grid = np.geomspace(max(finite.min() / 2, 1e-3), max(finite.max() * 2, 1), 200)
     return _fraction_solved(evals_needed.assign(epochs=epochs), "epochs", grid,
                             "budget (epochs of per-image gradient evaluations)", title)
+
+
+def isosurface_grid(volumes: dict[str, np.ndarray], title: str, size: int = 32, level: float = 0.35) -> plt.Figure:
+    """A voxel isosurface view (matplotlib's ``voxels``) of each density, Fourier-cropped to ``size``:
+    the voxels above ``level`` x the volume's maximum."""
+    from ..metrics import fourier_crop
+    names = list(volumes)
+    per_row = min(7, len(names))
+    n_rows = -(-len(names) // per_row)
+    fig = plt.figure(figsize=(2.0 * per_row, 2.1 * n_rows + 0.4))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(n_rows, per_row, i + 1, projection="3d")
+        v = fourier_crop(np.asarray(volumes[name], dtype=np.float64), size)
+        mask = v > level * v.max()
+        ax.voxels(mask.transpose(2, 1, 0), facecolors="#d9b44a", edgecolor="none")   # [z,y,x] -> (x,y,z)
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
