@@ -113,49 +113,47 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     bar = tqdm(total=budget_evals, desc=f"{opt.name} on {label}", unit="eval", disable=not progress,
                dynamic_ncols=True)
     # A diverging run overflows on its way to inf/NaN; the status says so, numpy need not warn.
-    errstate = np.errstate(over="ignore", invalid="ignore")
-    errstate.__enter__()
-    try:
-        state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, budget_evals), rng)
-        while True:
-            before = oracle.evals
-            t0 = time.perf_counter()
-            try:
-                if sandbox is not None:
-                    sandbox.active = True
-                x, state = opt.step(x, state, facade, rng)
-            except BudgetExhausted:
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, budget_evals), rng)
+            while True:
+                before = oracle.evals
+                t0 = time.perf_counter()
+                try:
+                    if sandbox is not None:
+                        sandbox.active = True
+                    x, state = opt.step(x, state, facade, rng)
+                except BudgetExhausted:
+                    check_ledger(oracle, ledger, before)
+                    break
+                finally:
+                    if sandbox is not None:
+                        sandbox.active = False
                 check_ledger(oracle, ledger, before)
-                break
-            finally:
-                if sandbox is not None:
-                    sandbox.active = False
-            check_ledger(oracle, ledger, before)
-            opt_time += time.perf_counter() - t0
-            bar.update(oracle.evals - before)
-            x = np.asarray(x, dtype=np.float32)
-            if not np.isfinite(x).all():
-                status, message = "diverged", f"non-finite density after {oracle.evals:g} evaluations"
-                break
-            if oracle.evals == before:
-                raise RuntimeError(f"optimizer {opt.name} made a step that evaluated nothing")
-            if next_cp < len(checkpoints) and oracle.evals >= checkpoints[next_cp]:
-                next_cp = int(np.searchsorted(checkpoints, oracle.evals, side="right"))
-                record(x)
-                bar.set_postfix(test_nll=f"{rows[-1]['test_nll']:.3f}")
-            while pending_snaps and oracle.evals >= pending_snaps[0]:
-                snapshot(x, f"{int(pending_snaps.pop(0))}")
-    except TamperingDetected as exc:
-        status, message = "error", str(exc)
-    except OracleInputError as exc:
-        status, message = ("diverged" if "NaN" in str(exc) or "infinite" in str(exc) else "error"), str(exc)
-    except KeyboardInterrupt:
-        status, message = "interrupted", "KeyboardInterrupt"
-    except Exception as exc:  # an optimizer's bug must not crash the harness
-        status, message = "error", "".join(traceback.format_exception_only(exc)).strip()
-    finally:
-        bar.close()
-        errstate.__exit__(None, None, None)
+                opt_time += time.perf_counter() - t0
+                bar.update(oracle.evals - before)
+                x = np.asarray(x, dtype=np.float32)
+                if not np.isfinite(x).all():
+                    status, message = "diverged", f"non-finite density after {oracle.evals:g} evaluations"
+                    break
+                if oracle.evals == before:
+                    raise RuntimeError(f"optimizer {opt.name} made a step that evaluated nothing")
+                if next_cp < len(checkpoints) and oracle.evals >= checkpoints[next_cp]:
+                    next_cp = int(np.searchsorted(checkpoints, oracle.evals, side="right"))
+                    record(x)
+                    bar.set_postfix(test_nll=f"{rows[-1]['test_nll']:.3f}")
+                while pending_snaps and oracle.evals >= pending_snaps[0]:
+                    snapshot(x, f"{int(pending_snaps.pop(0))}")
+        except TamperingDetected as exc:
+            status, message = "error", str(exc)
+        except OracleInputError as exc:
+            status, message = ("diverged" if "NaN" in str(exc) or "infinite" in str(exc) else "error"), str(exc)
+        except KeyboardInterrupt:
+            status, message = "interrupted", "KeyboardInterrupt"
+        except Exception as exc:  # an optimizer's bug must not crash the harness
+            status, message = "error", "".join(traceback.format_exception_only(exc)).strip()
+        finally:
+            bar.close()
     if rows[-1]["evals"] != oracle.evals:
         record(x)
     if np.isfinite(x).all():
