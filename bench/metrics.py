@@ -19,7 +19,7 @@ from scipy.integrate import lebedev_rule
 from scipy.ndimage import affine_transform
 from scipy.optimize import minimize
 
-from problems.poses import direction_to_euler, euler_to_matrix
+from problems.model.poses import direction_to_euler, euler_to_matrix
 
 
 def fourier_crop(x: np.ndarray, size: int) -> np.ndarray:

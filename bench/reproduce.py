@@ -43,7 +43,7 @@ def reproduce(figure: str, scale: str = "small", results_dir: str = "results", o
     out = Path(out_root) / figure
     label = f"synthetic-{scale}"
     truth_path = Path(results_dir) / label / "ground_truth.mrc"
-    from problems.io import read_mrc
+    from problems.data.io import read_mrc
     truth = read_mrc(truth_path)[0] if truth_path.exists() else None
     radius = next((m["band_radius"] for m in metas if m.get("band_radius")), None)
     if truth is not None and radius:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from optimizers import RunInfo, get_optimizer, hyperparameters
+from optimizers import OptimizerInfo, get_optimizer, hyperparameters
 from problems import BudgetExhausted, Problem
-from problems.io import write_mrc
-from problems.protocol import OracleInputError
+from problems.data.io import write_mrc
+from problems.protocol import NonFiniteInput, OracleInputError
 
 from .metrics import compare_to_truth
 from .guard import TamperingDetected, check_ledger, guarded
@@ -115,7 +115,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     # A diverging run overflows on its way to inf/NaN; the status says so, numpy need not warn.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, budget_evals), rng)
+            state = opt.init(x.copy(), OptimizerInfo(oracle.n_train, oracle.shape, budget_evals), rng)
             while True:
                 before = oracle.evals
                 t0 = time.perf_counter()
@@ -146,8 +146,10 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                     snapshot(x, f"{int(pending_snaps.pop(0))}")
         except TamperingDetected as exc:
             status, message = "error", str(exc)
+        except NonFiniteInput as exc:
+            status, message = "diverged", str(exc)
         except OracleInputError as exc:
-            status, message = ("diverged" if "NaN" in str(exc) or "infinite" in str(exc) else "error"), str(exc)
+            status, message = "error", str(exc)
         except KeyboardInterrupt:
             status, message = "interrupted", "KeyboardInterrupt"
         except Exception as exc:  # an optimizer's bug must not crash the harness

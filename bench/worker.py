@@ -26,7 +26,7 @@ def _warm_up(problem) -> None:
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     out_dir = Path(argv[1])
-    from problems.datasets import cache_dir
+    from problems.data.cache import cache_dir
 
     from .guard import install_sandbox
     from .runner import run

@@ -8,7 +8,7 @@ class Conditioning:
     unit = "condition number"
 
     def setup_cache(self):
-        from bench.conditioning import KnownPoseHessian, extreme_eigenvalues, scaled_operator
+        from problems.model.spectra import KnownPoseHessian, extreme_eigenvalues, scaled_operator
         from problems import load_problem
 
         from .common import use_cache

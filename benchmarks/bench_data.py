@@ -14,8 +14,8 @@ class DataGeneration:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def time_generate_tiny(self):
-        from problems.datasets import generate_synthetic
-        from problems.registry import synthetic_spec
+        from problems.catalog.synthetic import generate_synthetic
+        from problems.catalog.synthetic import synthetic_spec
         out = os.path.join(self.tmp, f"d{len(os.listdir(self.tmp))}")
         from pathlib import Path
         generate_synthetic(synthetic_spec("tiny"), 0, Path(out), progress=False)

@@ -13,13 +13,13 @@ class OptimizerStep:
     timeout = 300
 
     def setup(self, name):
-        from optimizers import RunInfo, get_optimizer
+        from optimizers import OptimizerInfo, get_optimizer
         self.problem = problem("small")
         self.oracle = self.problem.oracle()
         self.opt = get_optimizer(name)
         self.x = self.problem.initial_density(0)
         self.rng = np.random.default_rng(0)
-        self.state = self.opt.init(self.x, RunInfo(self.oracle.n_train, self.oracle.shape, None), self.rng)
+        self.state = self.opt.init(self.x, OptimizerInfo(self.oracle.n_train, self.oracle.shape, None), self.rng)
         self.opt.step(self.x, self.state, self.oracle, self.rng)      # warm-up
 
     def time_step(self, name):

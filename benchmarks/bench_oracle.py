@@ -14,11 +14,11 @@ class _Paper:
     """A counting oracle with the paper scale's likelihood and synthetic band data."""
 
     def __init__(self):
-        from problems.grids import make_band
-        from problems.likelihood import MarginalLikelihood
+        from problems.model.grids import make_band
+        from problems.model.marginal import MarginalLikelihood
         from problems.oracle import CountingOracle
-        from problems.poses import make_quadrature
-        from problems.prior import DensityPrior
+        from problems.model.poses import make_quadrature
+        from problems.model.prior import DensityPrior
         r = 0.10 * 128 / 2
         band = make_band(r)
         lik = MarginalLikelihood(128, band, make_quadrature(r), 1.0)

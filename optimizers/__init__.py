@@ -11,7 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .adaptive import Adam, AdaGrad
-from .base import Optimizer, Range, RunInfo, hyperparameters
+from .base import Optimizer, Range, OptimizerInfo, hyperparameters
 from .em import EM, ProjectionMatching
 from .hessian_free import HessianFree
 from .hutchinson_sgd import HutchinsonSGD
@@ -26,7 +26,7 @@ BUILTIN = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, TONGA, OL
                                      SAGD, HutchinsonSGD, EM, ProjectionMatching, TorchOptimizer)}
 PAPER_SEVEN = ("sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free")
 
-__all__ = ["Optimizer", "Range", "RunInfo", "hyperparameters", "available", "get_optimizer_class",
+__all__ = ["Optimizer", "Range", "OptimizerInfo", "hyperparameters", "available", "get_optimizer_class",
            "get_optimizer"]
 
 

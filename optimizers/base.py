@@ -20,16 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from problems.protocol import Oracle
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What an optimizer may know before it starts."""
-
-    n_train: int
-    shape: tuple[int, ...]
-    budget: float | None
+from problems.protocol import Oracle, OptimizerInfo
 
 
 @dataclass(frozen=True)
@@ -49,7 +40,7 @@ class Optimizer(Protocol):
     name: ClassVar[str]
     search_space: ClassVar[dict[str, Range]]
 
-    def init(self, x0: np.ndarray, info: RunInfo, rng: np.random.Generator) -> Any: ...
+    def init(self, x0: np.ndarray, info: OptimizerInfo, rng: np.random.Generator) -> Any: ...
 
     def step(self, x: np.ndarray, state: Any, oracle: Oracle,
              rng: np.random.Generator) -> tuple[np.ndarray, Any]: ...

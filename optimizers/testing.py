@@ -10,7 +10,7 @@ import numpy as np
 
 from problems.protocol import COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted
 
-from .base import RunInfo
+from .base import OptimizerInfo
 
 
 class QuadraticOracle:
@@ -33,8 +33,8 @@ class QuadraticOracle:
     def budget(self):
         return self._budget
 
-    def info(self) -> RunInfo:
-        return RunInfo(self.n_train, self.shape, self._budget)
+    def info(self) -> OptimizerInfo:
+        return OptimizerInfo(self.n_train, self.shape, self._budget)
 
     def _charge(self, c, n):
         if self._budget is not None and self._evals + c * n > self._budget + 1e-9:

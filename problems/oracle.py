@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from .likelihood import MarginalLikelihood
-from .prior import DensityPrior
+from .model.known_pose import GaussianPrior, KnownPoseLikelihood, KnownPoseTerms
+from .model.marginal import MarginalLikelihood
+from .model.prior import DensityPrior
 from .protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
-                       OracleInputError)
+                       NonFiniteInput, OracleInputError)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class CountingOracle:
         # Not copied when already in the working dtype: the oracle keeps no reference.
         out = np.ascontiguousarray(arr, dtype=self.dtype)
         if not np.isfinite(out).all():
-            raise OracleInputError(f"{self._name}: {what} contains NaN or infinite values "
+            raise NonFiniteInput(f"{self._name}: {what} contains NaN or infinite values "
                                    f"({int((~np.isfinite(out)).sum())} voxels)")
         return out
 
@@ -217,3 +218,25 @@ class CountingOracle:
     def __repr__(self) -> str:
         return (f"CountingOracle({self._name}, n_train={self.n_train}, evals={self._evals:g}, "
                 f"budget={self._budget})")
+
+
+class KnownPoseOracle(CountingOracle):
+    """:class:`problems.oracle.CountingOracle` over the known-pose objective.
+
+    Same API, costs, validation, budget and batch order; batches are built
+    from indices (each image carries its pose).  ``expectation`` / ``m_step``
+    (EM baselines) do not apply: there is nothing to marginalise.
+    """
+
+    def __init__(self, name: str, likelihood: KnownPoseLikelihood, prior: GaussianPrior,
+                 budget: float | None, order_seed: int):
+        super().__init__(name, likelihood, prior, likelihood.images, likelihood.ctf, budget, order_seed)
+
+    def _terms(self, idx: np.ndarray) -> KnownPoseTerms:
+        return self._lik.terms(idx)
+
+    def expectation(self, x, idx, hard: bool = False):
+        raise OracleInputError(f"{self._name}: expectation() needs unknown poses; this problem has known poses")
+
+    def m_step(self, stats, x0, max_iter: int = 30):
+        raise OracleInputError(f"{self._name}: m_step() needs unknown poses; this problem has known poses")

@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 
-from .datasets import BandData
-from .grids import make_band
-from .likelihood import MarginalLikelihood
+from .data.cache import BandData
+from .data.phantoms import random_spheres
+from .data.units import resolution_angstrom
+from .model.grids import make_band
+from .model.marginal import MarginalLikelihood
+from .model.poses import make_quadrature
+from .model.prior import DensityPrior
 from .oracle import CountingOracle
-from .phantoms import random_spheres
-from .poses import make_quadrature
-from .prior import DensityPrior
-from .units import resolution_angstrom
 
 
 class Problem:

@@ -6,7 +6,8 @@ image, a value-and-gradient 1, a Hessian-vector product 2, an expectation
 """
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +27,11 @@ class OracleInputError(ValueError):
 
 @runtime_checkable
 class Oracle(Protocol):
-    """What an optimizer may call.  See :class:`problems.oracle.CountingOracle`."""
+    """Everything an optimizer may call (see :class:`problems.oracle.CountingOracle`).
+
+    Costs per image: ``value`` 0.5, ``value_and_grad`` 1, ``hvp`` 2,
+    ``expectation`` 1; ``m_step`` and ``next_batch`` are free.
+    """
 
     n_train: int
     shape: tuple[int, ...]
@@ -38,10 +43,33 @@ class Oracle(Protocol):
     @property
     def budget(self) -> float | None: ...
 
+    @property
+    def remaining(self) -> float: ...
+
     def value(self, x: np.ndarray, idx: np.ndarray) -> float: ...
 
     def value_and_grad(self, x: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]: ...
 
     def hvp(self, x: np.ndarray, v: np.ndarray, idx: np.ndarray) -> np.ndarray: ...
 
+    def expectation(self, x: np.ndarray, idx: np.ndarray, hard: bool = False) -> Any: ...
+
+    def m_step(self, stats: Any, x0: np.ndarray, max_iter: int = 30) -> np.ndarray: ...
+
     def next_batch(self, size: int) -> np.ndarray: ...
+
+
+class NonFiniteInput(OracleInputError):
+    """An oracle call got NaN or infinite values: the optimizer has diverged.
+
+    The runner records such a run as ``diverged`` from this type alone.
+    """
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """What an optimizer may know before it starts (the same for tuning and scored runs)."""
+
+    n_train: int
+    shape: tuple[int, ...]
+    budget: float | None

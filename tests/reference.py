@@ -51,7 +51,7 @@ def ctf_value(k_cpp, du, dv, ang, lam, cs, q0, bfac, phase):
 
 
 def reference_nll(x, images, ctf_params, quadrature, sigma, r_max):
-    """Per-image NLL by brute force.  ``ctf_params`` is a problems.ctf.CTFParams."""
+    """Per-image NLL by brute force.  ``ctf_params`` is a problems.model.ctf.CTFParams."""
     n = x.shape[0]
     k = disc_frequencies(r_max)
     m_max = int(np.ceil(2 * r_max)) + 1

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from bench.conditioning import (BandBasis, KnownPoseHessian, dense_hessian, extreme_eigenvalues,
-                                hutchinson_diagonal, relative_error, scaled_operator)
+from problems.model.spectra import (BandBasis, KnownPoseHessian, dense_hessian, extreme_eigenvalues,
+                                    hutchinson_diagonal, relative_error, scaled_operator)
 from problems import BudgetExhausted, OracleInputError, load_problem
 
 
@@ -96,12 +96,12 @@ def test_oracle_accounting_and_validation(refine_tiny):
 
 
 def test_sgd_from_optimizers_runs_and_reduces_the_objective(refine_tiny):
-    from optimizers import RunInfo, get_optimizer
+    from optimizers import OptimizerInfo, get_optimizer
     oracle = refine_tiny.oracle(budget=6 * refine_tiny.n_train)
     x = refine_tiny.initial_density(0)
     opt = get_optimizer("sgd", lr=0.2, batch_size=50)
     rng = np.random.default_rng(0)
-    state = opt.init(x, RunInfo(oracle.n_train, oracle.shape, oracle.budget), rng)
+    state = opt.init(x, OptimizerInfo(oracle.n_train, oracle.shape, oracle.budget), rng)
     start = refine_tiny.test_nll(x)
     while True:
         try:

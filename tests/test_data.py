@@ -3,11 +3,11 @@ import mrcfile
 import numpy as np
 import starfile
 
-from problems.datasets import dataset_dir
-from problems.fourier import oversampled_spectrum
-from problems.io import read_particle_star
-from problems.registry import synthetic_spec
-from problems.simulate import clean_images
+from problems.data.cache import dataset_dir
+from problems.model.fourier import oversampled_spectrum
+from problems.data.io import read_particle_star
+from problems.catalog.synthetic import synthetic_spec
+from problems.data.simulate import clean_images
 
 
 def test_star_and_stack_round_trip(tiny):

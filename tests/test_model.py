@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from problems.ctf import CTFParams, evaluate_ctf
-from problems.grids import make_band
-from problems.poses import euler_to_matrix, make_quadrature
-from problems.units import electron_wavelength_angstrom
+from problems.model.ctf import CTFParams, evaluate_ctf
+from problems.data.units import ctf_from_microscope
+from problems.model.grids import make_band
+from problems.model.poses import euler_to_matrix, make_quadrature
+from problems.data.units import electron_wavelength_angstrom
 
 
 def test_band_counts_and_multiplicity():
@@ -54,20 +55,20 @@ def test_wavelength_300kv():
 
 def test_ctf_first_zero_and_astigmatism():
     apix, df = 1.5, 20000.0
-    p = CTFParams.from_physical(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df],
+    p = ctf_from_microscope(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df],
                                 astigmatism_angle_deg=[0.0], voltage_kv=300, cs_mm=0.0,
                                 amplitude_contrast=0.1, bfactor_angstrom2=0.0)
     lam = electron_wavelength_angstrom(300)
     k_zero = np.sqrt((np.pi - np.arcsin(0.1)) / (np.pi * lam * df)) * apix     # cycles/pixel
     vals = evaluate_ctf(p, np.array([[k_zero, 0.0], [0.0, 0.0], [0, k_zero]]))
     np.testing.assert_allclose(vals[0], [0.0, 0.1, 0.0], atol=1e-9)
-    astig = CTFParams.from_physical(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df / 2],
+    astig = ctf_from_microscope(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df / 2],
                                     astigmatism_angle_deg=[90.0], voltage_kv=300, cs_mm=2.7,
                                     amplitude_contrast=0.1, bfactor_angstrom2=100.0)
     v = evaluate_ctf(astig, np.array([[0.05, 0.0], [0.0, 0.05], [-0.05, 0.0]]))
     assert v[0, 0] == pytest.approx(v[0, 2])       # even in k
     assert v[0, 0] != pytest.approx(v[0, 1])       # astigmatic
-    b = CTFParams.from_physical(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df],
+    b = ctf_from_microscope(pixel_size=apix, defocus_u_angstrom=[df], defocus_v_angstrom=[df],
                                 astigmatism_angle_deg=[0.0], voltage_kv=300, cs_mm=2.7,
                                 amplitude_contrast=0.1, bfactor_angstrom2=[0.0])
     ratio = evaluate_ctf(astig.__class__(**{**b.__dict__, "bfactor": np.array([100.0 / apix**2])}),

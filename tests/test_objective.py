@@ -3,20 +3,21 @@ import numpy as np
 import pytest
 from reference import reference_nll
 
-from problems.ctf import CTFParams, evaluate_ctf
-from problems.fourier import PartialDFT, image_band_coefficients
-from problems.grids import make_band, quarter_turn_maps
-from problems.io import read_particle_star
-from problems.likelihood import MarginalLikelihood
-from problems.poses import make_quadrature
-from problems.prior import DensityPrior
-from problems.projector import Slicer, slice_coordinates
+from problems.model.ctf import CTFParams, evaluate_ctf
+from problems.data.units import ctf_from_microscope
+from problems.model.fourier import PartialDFT, image_band_coefficients
+from problems.model.grids import make_band, quarter_turn_maps
+from problems.data.io import read_particle_star
+from problems.model.marginal import MarginalLikelihood
+from problems.model.poses import make_quadrature
+from problems.model.prior import DensityPrior
+from problems.model.projector import Slicer, slice_coordinates
 
 
 def _random_setup(rng, n=16, r_max=2.5, shift_extent=1.0, n_img=3):
     band = make_band(r_max)
     quad = make_quadrature(r_max, shift_extent=shift_extent, shift_sigma=1.0)
-    ctf = CTFParams.from_physical(
+    ctf = ctf_from_microscope(
         pixel_size=5.0, defocus_u_angstrom=rng.uniform(1e4, 3e4, n_img),
         defocus_v_angstrom=rng.uniform(1e4, 3e4, n_img), astigmatism_angle_deg=rng.uniform(0, 180, n_img),
         voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1, bfactor_angstrom2=rng.uniform(0, 200, n_img))
@@ -38,8 +39,8 @@ def test_fast_nll_matches_reference_with_shifts(rng, dtype, tol):
 
 def test_fast_nll_matches_reference_on_tiny_problem(tiny):
     """The tiny problem's own images (read back from its STAR/MRC files) at the ground truth."""
-    from problems.datasets import dataset_dir
-    from problems.registry import synthetic_spec
+    from problems.data.cache import dataset_dir
+    from problems.catalog.synthetic import synthetic_spec
     stack = read_particle_star(dataset_dir(synthetic_spec("tiny"), 0) / "particles.star")
     images = next(stack.iter_chunks(4))[1]
     ctf = stack.ctf.subset(slice(0, 4))

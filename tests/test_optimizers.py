@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from optimizers import BUILTIN, PAPER_SEVEN, RunInfo, available, get_optimizer
+from optimizers import BUILTIN, PAPER_SEVEN, OptimizerInfo, available, get_optimizer
 from optimizers.testing import QuadraticOracle
 
 REAL_ONLY = {"em", "projection-matching"}          # need expectation / m_step
@@ -11,7 +11,7 @@ ALL = sorted(n for n in BUILTIN if n != "torch")
 
 def _run(opt, oracle, x, seed=0, steps=None):
     rng = np.random.default_rng(seed)
-    state = opt.init(x.copy(), RunInfo(oracle.n_train, oracle.shape, oracle.budget), rng)
+    state = opt.init(x.copy(), OptimizerInfo(oracle.n_train, oracle.shape, oracle.budget), rng)
     n = 0
     from problems import BudgetExhausted
     while steps is None or n < steps:
@@ -101,7 +101,7 @@ def test_sagd_charges_visited_blocks():
     o = SpyOracle(n_train=64)
     opt = get_optimizer("sagd", batch_size=8)
     rng = np.random.default_rng(0)
-    state = opt.init(np.zeros(o.shape), RunInfo(64, o.shape, None), rng)
+    state = opt.init(np.zeros(o.shape), OptimizerInfo(64, o.shape, None), rng)
     assert len(state.blocks) == 8 and sum(len(b) for b in state.blocks) == 64
     x = np.zeros(o.shape)
     for _ in range(5):

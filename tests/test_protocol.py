@@ -176,7 +176,7 @@ def test_budget_cannot_be_exceeded(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("attempt,code", [
-    ("read the cache", "from problems.datasets import dataset_dir\nfrom problems.registry import synthetic_spec\n"
+    ("read the cache", "from problems.data.cache import dataset_dir\nfrom problems.catalog.synthetic import synthetic_spec\n"
                        "open(dataset_dir(synthetic_spec('tiny'), 0) / 'particles.mrcs', 'rb').read(10)"),
     ("walk the heap", "import gc\ngc.get_objects()"),
     ("walk the frames", "import sys\nsys._getframe(3).f_locals"),

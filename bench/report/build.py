@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from problems.io import read_mrc
+from problems.data.io import read_mrc
 
 from ..leaderboard import rank, to_markdown
 from ..metrics import apply_alignment

@@ -1,7 +1,7 @@
 """Regenerate tests/data/relion_tiny/: a small particle stack in RELION 3.1 format.
 
 220 images of 24 px (14.93 Å/px) simulated from the 6ZU5 ribosome by
-:func:`problems.realistic.generate_realistic` (shifts, astigmatic CTFs,
+:func:`problems.catalog.realistic.generate_realistic` (shifts, astigmatic CTFs,
 white noise, SNR 0.1), then stored as int16 counts ``rint(40 * img + 100)``
 (MRC mode 1) so the file stays small and the loader's noise normalisation has
 a gain and an offset to undo.  Run from the repository root:
@@ -15,7 +15,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from problems.realistic import generate_realistic, realistic_spec
+from problems.catalog.realistic import generate_realistic, realistic_spec
 
 OUT = Path(__file__).parent / "relion_tiny"
 

@@ -13,15 +13,13 @@ RELION's convention (positive first lobe, so density stays white):
 
 with ``k = |k|`` in cycles/pixel, ``alpha`` the angle of ``k``, lengths
 (defocus, wavelength, Cs) in pixels and ``B`` in pixels^2.  The CTF is even
-in ``k`` so the half-plane band of :mod:`problems.grids` carries it exactly.
+in ``k`` so the half-plane band of :mod:`problems.model.grids` carries it exactly.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-from . import units
 
 
 @dataclass(frozen=True)
@@ -54,26 +52,6 @@ class CTFParams:
     amplitude_contrast: float
     bfactor: np.ndarray
     phase_shift: np.ndarray
-
-    @classmethod
-    def from_physical(cls, *, pixel_size: float, defocus_u_angstrom, defocus_v_angstrom,
-                      astigmatism_angle_deg, voltage_kv: float, cs_mm: float,
-                      amplitude_contrast: float, bfactor_angstrom2=0.0,
-                      phase_shift_deg=0.0) -> "CTFParams":
-        """Convert the microscope's units (Å, degrees, kV, mm, Å^2) to pixels and radians."""
-        du = units.angstrom_to_pixels(defocus_u_angstrom, pixel_size)
-        n = np.atleast_1d(du).shape
-        bcast = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), n).copy()  # noqa: E731
-        return cls(
-            defocus_u=np.atleast_1d(du),
-            defocus_v=bcast(units.angstrom_to_pixels(defocus_v_angstrom, pixel_size)),
-            astigmatism_angle=bcast(np.deg2rad(astigmatism_angle_deg)),
-            wavelength=float(units.electron_wavelength_angstrom(voltage_kv) / pixel_size),
-            spherical_aberration=float(units.angstrom_to_pixels(cs_mm * 1e7, pixel_size)),
-            amplitude_contrast=float(amplitude_contrast),
-            bfactor=bcast(np.asarray(bfactor_angstrom2) / pixel_size**2),
-            phase_shift=bcast(np.deg2rad(phase_shift_deg)),
-        )
 
     def subset(self, idx) -> "CTFParams":
         return CTFParams(self.defocus_u[idx], self.defocus_v[idx], self.astigmatism_angle[idx],

@@ -6,7 +6,7 @@ the particle file, reads the image stacks it names (``rlnImageName``) and
 downloads those too, all into ``cache_dir() / "downloads" / <name>`` with
 the same relative paths, so the STAR file's relative stack paths resolve.
 A file whose hash is registered is checked (pooch raises on mismatch and
-deletes the file; we re-raise as :class:`problems.io.DataError`); a file
+deletes the file; we re-raise as :class:`problems.data.io.DataError`); a file
 without one is downloaded once, and its sha256 is recorded in
 ``hashes.json`` beside it and checked on every later fetch.
 
@@ -16,7 +16,7 @@ without one is downloaded once, and its sha256 is recorded in
 
 Example (needs internet)::
 
-    from problems.downloads import fetch_dataset
+    from problems.data.downloads import fetch_dataset
     star = fetch_dataset("empiar-10028")
     p = load_problem("star", path=star, scale="small")
 """
@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlparse
 import pooch
 import starfile
 
-from .datasets import cache_dir
+from .cache import cache_dir
 from .io import DataError
 
 

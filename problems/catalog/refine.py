@@ -12,8 +12,8 @@ the ab-initio problem's) is a quadratic in the density ``x``:
 
 * ``S_A(x)(k) = Vhat(A^T [k, 0])``: trilinear interpolation of the 2x
   oversampled centred DFT (the same forward model as the ab-initio problem,
-  :class:`problems.fourier.PartialDFT` + :class:`problems.projector.Slicer`);
-* ``H`` is the half-plane band ``|k| <= r_max`` of :func:`problems.grids.make_band`
+  :class:`problems.model.fourier.PartialDFT` + :class:`problems.model.projector.Slicer`);
+* ``H`` is the half-plane band ``|k| <= r_max`` of :func:`problems.model.grids.make_band`
   with multiplicity ``c_t = 1`` at DC and 2 elsewhere.  For a real volume the
   cube is Hermitian and trilinear interpolation keeps that exactly
   (``S(-k) = conj S(k)``), so the half-plane sum with ``c_t`` *is* the sum over
@@ -38,13 +38,13 @@ The Hessian is constant,
 so ``hvp`` ignores ``x`` (it is still validated and charged).
 
 Data: poses uniform on SO(3) (drawn as a rotation, stored as RELION ZYZ
-Euler angles and rebuilt with :func:`problems.poses.euler_to_matrix`), CTFs
-drawn as in the ab-initio problem (:mod:`problems.datasets`), images
+Euler angles and rebuilt with :func:`problems.model.poses.euler_to_matrix`), CTFs
+drawn as in the ab-initio problem (:mod:`problems.data.cache`), images
 simulated *in the band* as ``C_i S_{A_i}(x_true) + n`` with the objective's
 own forward model (float64) and complex Gaussian noise matching white real
 noise of variance ``sigma^2`` per pixel under the unitary DFT:
 ``Re n, Im n ~ N(0, sigma^2 / 2)`` for ``k != 0`` and ``n(0) ~ N(0, sigma^2)``
-(real).  ``x_true`` is :func:`problems.phantoms.synthetic_phantom` scaled to
+(real).  ``x_true`` is :func:`problems.data.phantoms.synthetic_phantom` scaled to
 the stated SNR (mean clean pixel power / sigma^2, as in the ab-initio problem).
 Simulation takes well under a second at the small scale and is deterministic
 from the seed, so nothing is cached on disk.
@@ -58,19 +58,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .registry import SpecGeometry
-
-from .ctf import CTFParams, evaluate_ctf
-from .datasets import ctf_from_physical, random_ctf
-from .fourier import PartialDFT, cube_half_width
-from .grids import Band, make_band
-from .oracle import CountingOracle
-from .phantoms import random_spheres, synthetic_phantom
-from .poses import euler_to_matrix
-from .projector import Slicer, slice_coordinates
-from .protocol import OracleInputError
-from .simulate import scale_for_snr
-from .units import resolution_angstrom
+from ..data.phantoms import random_spheres, synthetic_phantom
+from ..data.simulate import ctf_from_physical, random_ctf, scale_for_snr
+from ..data.cache import seeded_streams
+from ..data.units import resolution_angstrom
+from ..model.ctf import CTFParams, evaluate_ctf
+from ..model.grids import Band, make_band
+from ..model.known_pose import GaussianPrior, KnownPoseLikelihood
+from ..model.poses import euler_to_matrix
+from ..oracle import KnownPoseOracle
+from .specs import SpecGeometry
 
 REFINE_VERSION = 1
 
@@ -82,7 +79,7 @@ class RefineSpec(SpecGeometry):
 
     Lengths in pixels except ``pixel_size_angstrom`` and the CTF ranges
     (microscope units, converted at the boundary).  The CTF ranges are the
-    ab-initio problem's (:class:`problems.registry.SyntheticSpec`).
+    ab-initio problem's (:class:`problems.catalog.synthetic.SyntheticSpec`).
     """
 
     name: str
@@ -138,155 +135,10 @@ def refine_spec(scale: str, **overrides) -> RefineSpec:
     return spec
 
 
-# ------------------------------------------------------------------------ objective
-@dataclass
-class KnownPoseTerms:
-    """A batch: band coefficients (B, D) complex, CTF (B, D) real, slice coordinates (B, D, 3)."""
-
-    images: np.ndarray
-    ctf: np.ndarray
-    coords: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[0])
-
-
-class KnownPoseLikelihood:
-    """Per-image Gaussian NLL at known poses, its gradient and (constant) Hessian.
-
-    Duck-types the parts of :class:`problems.likelihood.MarginalLikelihood`
-    that :class:`problems.oracle.CountingOracle` calls (``n``, ``dtype``,
-    ``nll``, ``nll_and_grad``, ``hvp``); batches are built by
-    :meth:`terms` from image indices because each image has its own pose.
-
-    With ``S_i = T_i F x`` (``F``: oversampled partial DFT, ``T_i``:
-    trilinear slicing at image ``i``'s pose) and ``r_i = I_i - C_i S_i``:
-
-    * ``NLL_i = sum_t c_t |r_it|^2 / (2 sigma^2)``;
-    * gradient of the batch mean: ``F^T T^T g`` with
-      ``g_it = c_t C_it (C_it S_it - I_it) / (sigma^2 B)`` (the slice-space
-      gradient ``d/dRe S + i d/dIm S``);
-    * Hessian times ``v``: ``F^T T^T (c C^2 T F v) / (sigma^2 B)``.
-
-    Parameters
-    ----------
-    box_size : int
-    band : Band
-    rotations : ndarray, shape (n_images, 3, 3)
-        RELION matrices ``A_i`` of *all* images the batches index into.
-    images, ctf : ndarray, shape (n_images, D)
-    sigma : float
-    dtype : float32 (hot loop) or float64 (derivative checks, spectra)
-    """
-
-    def __init__(self, box_size: int, band: Band, rotations: np.ndarray, images: np.ndarray,
-                 ctf: np.ndarray, sigma: float, dtype=np.float32):
-        self.n = int(box_size)
-        self.band, self.sigma = band, float(sigma)
-        self.dtype = np.dtype(dtype)
-        self.cdtype = np.result_type(self.dtype, np.complex64)
-        self.m_max = cube_half_width(band.r_max)
-        self.dft = PartialDFT(self.n, self.m_max, self.dtype)
-        self.coords = slice_coordinates(rotations, band.k, self.dtype)             # (n, D, 3)
-        self.images = np.ascontiguousarray(images, dtype=self.cdtype)
-        self.ctf = np.ascontiguousarray(ctf, dtype=self.dtype)
-        self.mult = band.multiplicity.astype(self.dtype)
-        self.scale = 1.0 / (2.0 * self.sigma**2)
-
-    @property
-    def n_images(self) -> int:
-        return int(self.images.shape[0])
-
-    def terms(self, idx: np.ndarray) -> KnownPoseTerms:
-        return KnownPoseTerms(self.images[idx], self.ctf[idx], np.ascontiguousarray(self.coords[idx]))
-
-    def _slicer(self, terms: KnownPoseTerms) -> Slicer:
-        # No mirror-slice search: random poses have no antipodal pairs to exploit.
-        return Slicer(terms.coords, self.m_max, use_symmetry=False)
-
-    def slices(self, x: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
-        """``S_i = T_i F x`` for the batch, shape (B, D) complex."""
-        return self._slicer(terms).forward(self.dft.forward(np.asarray(x, dtype=self.dtype)))
-
-    def _adjoint(self, slicer: Slicer, g: np.ndarray) -> np.ndarray:
-        return self.dft.adjoint(slicer.adjoint(np.ascontiguousarray(g, dtype=self.cdtype)))
-
-    def nll(self, x: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
-        """Per-image NLL (B,), accumulated in float64."""
-        r = (terms.images - terms.ctf * self.slices(x, terms)).astype(np.complex128)
-        return (np.abs(r) ** 2 @ self.band.multiplicity) * self.scale
-
-    def nll_and_grad(self, x: np.ndarray, terms: KnownPoseTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Per-image NLL (B,) and the gradient of their mean with respect to ``x``."""
-        slicer = self._slicer(terms)
-        s = slicer.forward(self.dft.forward(np.asarray(x, dtype=self.dtype)))
-        r = terms.images - terms.ctf * s
-        nll = (np.abs(r.astype(np.complex128)) ** 2 @ self.band.multiplicity) * self.scale
-        g = -(self.mult * terms.ctf * r) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
-        return nll, self._adjoint(slicer, g)
-
-    def hvp(self, x: np.ndarray, v: np.ndarray, terms: KnownPoseTerms) -> np.ndarray:
-        """Hessian of the batch-mean NLL times ``v`` (independent of ``x``)."""
-        slicer = self._slicer(terms)
-        u = slicer.forward(self.dft.forward(np.asarray(v, dtype=self.dtype)))
-        w = self.mult * terms.ctf**2 * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
-        return self._adjoint(slicer, w * u)
-
-
-@dataclass(frozen=True)
-class GaussianPrior:
-    """``rho(x) = lambda/2 ||x||^2`` with the interface :class:`problems.prior.DensityPrior` has."""
-
-    lam: float
-
-    def value(self, x: np.ndarray) -> float:
-        return 0.5 * self.lam * float(np.sum(np.square(x, dtype=np.float64)))
-
-    def value_and_accumulate_grad(self, x: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> float:
-        if self.lam:
-            grad += grad.dtype.type(scale * self.lam) * x
-        return self.value(x)
-
-    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        return self.value(x), self.lam * x
-
-    def hess_diag(self, x: np.ndarray) -> np.ndarray:
-        return np.full_like(x, self.lam)
-
-
-class KnownPoseOracle(CountingOracle):
-    """:class:`problems.oracle.CountingOracle` over the known-pose objective.
-
-    Same API, costs, validation, budget and batch order; batches are built
-    from indices (each image carries its pose).  ``expectation`` / ``m_step``
-    (EM baselines) do not apply: there is nothing to marginalise.
-    """
-
-    def __init__(self, name: str, likelihood: KnownPoseLikelihood, prior: GaussianPrior,
-                 budget: float | None, order_seed: int):
-        super().__init__(name, likelihood, prior, likelihood.images, likelihood.ctf, budget, order_seed)
-
-    def _terms(self, idx: np.ndarray) -> KnownPoseTerms:
-        return self._lik.terms(idx)
-
-    def expectation(self, x, idx, hard: bool = False):
-        raise OracleInputError(f"{self._name}: expectation() needs unknown poses; this problem has known poses")
-
-    def m_step(self, stats, x0, max_iter: int = 30):
-        raise OracleInputError(f"{self._name}: m_step() needs unknown poses; this problem has known poses")
-
-
 # -------------------------------------------------------------------------- problem
-def _streams(spec: RefineSpec, seed: int) -> dict[str, np.random.Generator]:
-    names = ("poses", "ctf", "noise", "split")
-    children = np.random.SeedSequence([seed, spec.version, spec.box_size, 0x7EF1]).spawn(len(names))
-    return {n: np.random.default_rng(c) for n, c in zip(names, children)}
-
-
 def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     """Poses, CTFs, band images and the ground truth of ``spec`` (deterministic from ``seed``)."""
-    rng = _streams(spec, seed)
+    rng = seeded_streams(("poses", "ctf", "noise", "split"), seed, spec.version, spec.box_size, 0x7EF1)
     n, box = spec.n_images, spec.box_size
     band = make_band(spec.r_max)
     # RELION's A is the transpose of scipy's rotation (see problems/datasets.py); uniform either way.

@@ -1,7 +1,7 @@
 """Marginal negative log-likelihood of images, its gradient and Hessian-vector product.
 
 For image ``i`` with band coefficients ``I_i(k_t)``, CTF ``C_i(k_t)`` and the
-quadrature ``{(R_j, s_j, w_j)}`` of :mod:`problems.poses` (paper Eqs. 2-4):
+quadrature ``{(R_j, s_j, w_j)}`` of :mod:`problems.model.poses` (paper Eqs. 2-4):
 
 .. math::
 
@@ -12,7 +12,7 @@ quadrature ``{(R_j, s_j, w_j)}`` of :mod:`problems.poses` (paper Eqs. 2-4):
 
 The Gaussian normalising constant is dropped (it does not depend on the
 density).  The disc sum is a half-plane sum with multiplicities ``c_t``
-(:mod:`problems.grids`).
+(:mod:`problems.model.grids`).
 
 Fast evaluation (DESIGN.md, "Fast evaluation"):
 

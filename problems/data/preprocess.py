@@ -6,7 +6,7 @@ streams through:
 1. **Fourier cropping** to a target box ``n <= N`` (:func:`fourier_crop`):
    keep the centred unitary DFT coefficients ``I(k)`` with
    ``-n/2 <= k_x, k_y < n/2`` and invert with the unitary transform of size
-   ``n``.  Because both transforms are unitary (see :mod:`problems.fourier`),
+   ``n``.  Because both transforms are unitary (see :mod:`problems.model.fourier`),
    the kept coefficients are *unchanged*, white noise keeps its per-pixel
    standard deviation, and the pixel size grows by ``N / n``.  The CTF is the
    same physical function; in the new pixel units every length scales by
@@ -41,10 +41,10 @@ import numpy as np
 import scipy.fft
 from tqdm.auto import tqdm
 
-from .ctf import CTFParams, evaluate_ctf
-from .datasets import BandData
-from .fourier import image_band_coefficients
-from .grids import Band
+from ..model.ctf import CTFParams, evaluate_ctf
+from .cache import BandData
+from ..model.fourier import image_band_coefficients
+from ..model.grids import Band
 from .io import DataError, ParticleStack
 
 
@@ -52,7 +52,7 @@ def fourier_crop(images: np.ndarray, n_out: int) -> np.ndarray:
     """Crop images (m, N, N) to (m, n, n) in Fourier space, keeping coefficients unchanged.
 
     ``out = F_n^-1 [ I(k) for -n/2 <= k < n/2 ]`` with unitary centred DFTs of
-    sizes ``N`` and ``n``; so :func:`problems.fourier.image_band_coefficients`
+    sizes ``N`` and ``n``; so :func:`problems.model.fourier.image_band_coefficients`
     of the output equals that of the input at every ``|k| < n/2``.  ``n`` must
     be even and at most ``N``.  The unpaired Nyquist row/column ``k = -n/2``
     is kept and the real part taken (the standard crop).

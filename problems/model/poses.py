@@ -15,7 +15,7 @@ poses move the band's outermost coefficient by about one frequency index
   with at least ``4 pi r_max^2`` points, weights from the rule;
 * in-plane angles: ``n_psi = 4 * max(1, round(2 pi r_max / 4))`` uniform
   angles ``psi_l = 2 pi l / n_psi`` (a multiple of 4 so that quarter turns
-  map the pose set onto itself; see :mod:`problems.grids`);
+  map the pose set onto itself; see :mod:`problems.model.grids`);
 * shifts: integer-pixel offsets ``s`` with ``|s| <= shift_extent`` weighted
   by a normal prior of standard deviation ``shift_sigma`` truncated to that
   disc (paper Eq. 3); ``shift_extent = 0`` gives the single zero shift.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.ctf import CTFParams
+
 
 def electron_wavelength_angstrom(voltage_kv: float) -> float:
     """Relativistic electron wavelength.
@@ -34,3 +36,23 @@ def pixels_to_angstrom(length_pixels, pixel_size_angstrom: float):
 def resolution_angstrom(radius_index: float, box_size: int, pixel_size_angstrom: float) -> float:
     """Resolution (Å) of the Fourier shell at integer-frequency radius ``radius_index``."""
     return box_size * pixel_size_angstrom / float(radius_index)
+
+
+def ctf_from_microscope(*, pixel_size: float, defocus_u_angstrom, defocus_v_angstrom,
+                        astigmatism_angle_deg, voltage_kv: float, cs_mm: float,
+                        amplitude_contrast: float, bfactor_angstrom2=0.0,
+                        phase_shift_deg=0.0) -> CTFParams:
+    """Convert the microscope's units (Å, degrees, kV, mm, Å^2) to a pixel-unit :class:`CTFParams`."""
+    du = angstrom_to_pixels(defocus_u_angstrom, pixel_size)
+    n = np.atleast_1d(du).shape
+    bcast = lambda v: np.broadcast_to(np.asarray(v, dtype=np.float64), n).copy()  # noqa: E731
+    return CTFParams(
+        defocus_u=np.atleast_1d(du),
+        defocus_v=bcast(angstrom_to_pixels(defocus_v_angstrom, pixel_size)),
+        astigmatism_angle=bcast(np.deg2rad(astigmatism_angle_deg)),
+        wavelength=float(electron_wavelength_angstrom(voltage_kv) / pixel_size),
+        spherical_aberration=float(angstrom_to_pixels(cs_mm * 1e7, pixel_size)),
+        amplitude_contrast=float(amplitude_contrast),
+        bfactor=bcast(np.asarray(bfactor_angstrom2) / pixel_size**2),
+        phase_shift=bcast(np.deg2rad(phase_shift_deg)),
+    )

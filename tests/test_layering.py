@@ -1,0 +1,90 @@
+"""The import rules between packages, checked on the source (AST), not by convention.
+
+- ``problems.model`` imports nothing else from ``problems`` (maths only, no files);
+- ``problems.data`` imports ``problems.model`` (and itself), not catalog/oracle/problem;
+- ``problems.protocol`` imports nothing from the project (numpy only);
+- nothing in ``problems`` imports ``optimizers`` or ``bench``;
+- ``optimizers`` import only ``problems.protocol`` from ``problems``, never ``bench``;
+- only ``bench`` (and tests/benchmarks) import ``bench``;
+- no module is longer than 400 lines.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("problems", "optimizers", "bench")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of every project module ``path`` imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text())
+    here = _module_name(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def _modules():
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield path
+
+
+def _violations(path: Path) -> list[str]:
+    name = _module_name(path)
+    bad = []
+    for imp in _imports(path):
+        top = imp.split(".")[0]
+        if name.startswith("problems.model") and top == "problems" and not imp.startswith("problems.model"):
+            bad.append(imp)
+        elif name.startswith("problems.data") and imp.startswith("problems") and not (
+                imp.startswith("problems.model") or imp.startswith("problems.data")):
+            bad.append(imp)
+        elif name == "problems.protocol" and top in PACKAGES:
+            bad.append(imp)
+        elif name.startswith("problems") and top in ("optimizers", "bench"):
+            bad.append(imp)
+        elif name.startswith("optimizers") and (top == "bench" or (
+                top == "problems" and not imp.startswith("problems.protocol"))):
+            bad.append(imp)
+    return sorted(bad)
+
+
+@pytest.mark.parametrize("path", list(_modules()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_import_rules(path):
+    assert _violations(path) == [], f"{path.relative_to(ROOT)} breaks the layering rules"
+
+
+@pytest.mark.parametrize("path", list(_modules()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_size(path):
+    assert len(path.read_text().splitlines()) <= 400
+
+
+def test_the_rules_catch_a_violation():
+    """The checker itself: a model module importing the oracle is flagged."""
+    fake = ROOT / "problems" / "model" / "_layering_probe.py"
+    fake.write_text("from ..oracle import CountingOracle\nimport bench.runner\n")
+    try:
+        assert _violations(fake) == ["bench.runner", "problems.oracle", "problems.oracle.CountingOracle"]
+    finally:
+        fake.unlink()
