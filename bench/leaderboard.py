@@ -10,11 +10,12 @@ ground truth's (50% and 90%; median over seeds; "never" if not reached).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from problems.data.io import atomic_write_text
 
 GAP_FRACTIONS = (0.5, 0.9)
 
@@ -24,10 +25,7 @@ def entry_path(results_dir: Path, label: str, optimizer_name: str) -> Path:
 
 
 def write_entry(path: Path, entry: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(entry, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(entry, indent=2, sort_keys=True, default=str))
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from problems.data.io import atomic_path, atomic_write_text
+
 STATUSES = ("finished", "diverged", "error", "interrupted")
 
 
@@ -30,18 +32,11 @@ def record_paths(results_dir: Path, problem_label: str, optimizer: str, key: str
     return base / f"{key}.parquet", base / f"{key}.json"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_record(parquet: Path, meta_path: Path, rows: list[dict], meta: dict) -> None:
     """Write the table first and the metadata last: a run is complete iff its JSON exists."""
-    table = pd.DataFrame(rows)
-    _atomic_write_bytes(parquet, lambda p: table.to_parquet(p, engine="pyarrow", index=False))
-    _atomic_write_bytes(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str)))
+    with atomic_path(parquet) as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, engine="pyarrow", index=False)
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
 def read_record(meta_path: Path) -> tuple[pd.DataFrame, dict]:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import annealed  # noqa: F401  (re-exported: the paper's schedule)
+
+def annealed(eta0: float, decay: float, t: int) -> float:
+    """Paper Sec. 4 learning-rate schedule ``eta_t = eta_0 (1 + lambda t)^-0.75``."""
+    return eta0 * (1.0 + decay * t) ** -0.75
 
 
 def momentum_schedule(t: int, mu_max: float = 0.9) -> float:

@@ -49,8 +49,3 @@ class Optimizer(Protocol):
 def hyperparameters(opt) -> dict:
     """The optimizer's hyperparameters (its dataclass fields) as a plain dict."""
     return {f.name: getattr(opt, f.name) for f in fields(opt)}
-
-
-def annealed(eta0: float, decay: float, t: int) -> float:
-    """Paper Sec. 4 learning-rate schedule ``eta_t = eta_0 (1 + lambda t)^-0.75``."""
-    return eta0 * (1.0 + decay * t) ** -0.75

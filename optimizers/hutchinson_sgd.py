@@ -6,6 +6,8 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from problems.protocol import hutchinson_diagonal
+
 from .base import Range
 
 
@@ -55,8 +57,7 @@ class HutchinsonSGD:
 
     def step(self, x, state: HutchinsonState, oracle, rng):
         idx = oracle.next_batch(self.batch_size)
-        z = rng.choice(np.array([-1.0, 1.0], dtype=x.dtype), size=x.shape)
-        h = z * oracle.hvp(x, z, idx)
+        h = next(hutchinson_diagonal(lambda z: oracle.hvp(x, z, idx), x.shape, 1, rng, x.dtype))  # z * H_B z
         k = state.probes + 1
         mean_probe = state.mean_probe + (h - state.mean_probe) / k
         diagonal = self.beta * state.diagonal + (1 - self.beta) * mean_probe

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
-from .base import Range, annealed
+from ._common import annealed
+from .base import Range
 
 
 class SGDState(NamedTuple):

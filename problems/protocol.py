@@ -6,6 +6,7 @@ image, a value-and-gradient 1, a Hessian-vector product 2, an expectation
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,3 +74,25 @@ class OptimizerInfo:
     n_train: int
     shape: tuple[int, ...]
     budget: float | None
+
+
+def hutchinson_diagonal(hvp: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], n_probes: int,
+                        rng: np.random.Generator, dtype=np.float64) -> Iterator[np.ndarray]:
+    """Hutchinson's estimator of ``diag(H)``: yields the running means ``D_1, ..., D_n``.
+
+    .. math:: D_k = \\frac{1}{k} \\sum_{j \\le k} z_j \\odot H z_j,
+              \\qquad z_j \\in \\{-1, +1\\}^{\\text{shape}} \\text{ Rademacher},
+
+    unbiased because ``E[z z^T] = I`` (so ``E[z_i (Hz)_i] = H_ii``).
+    ``hvp(z)`` returns ``H z`` (through an oracle it is charged, and may use a
+    different minibatch per probe: each ``H_B`` is unbiased for ``H``).  The
+    one estimator of the project: Hutchinson-preconditioned SGD takes one
+    probe per step (``n_probes=1``), :mod:`problems.model.spectra` averages
+    many in band coordinates.  Each ``D_k`` is a new array.
+    """
+    mean = np.zeros(shape, dtype=dtype)
+    signs = np.array([-1.0, 1.0], dtype=dtype)
+    for k in range(1, n_probes + 1):
+        z = rng.choice(signs, size=shape)
+        mean = mean + (z * hvp(z) - mean) / k
+        yield mean

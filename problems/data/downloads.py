@@ -33,7 +33,7 @@ import pooch
 import starfile
 
 from .cache import cache_dir
-from .io import DataError
+from .io import DataError, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,5 @@ def fetch_dataset(name: str, registry: dict[str, RemoteDataset] | None = None,
     for stack in stacks:
         rel = (star_dir / stack).as_posix()
         _retrieve(base + rel, rel, folder, entry.hashes.get(rel), recorded)
-    tmp = record_path.with_name(".hashes.json.partial")
-    tmp.write_text(json.dumps(recorded, indent=2, sort_keys=True))
-    os.replace(tmp, record_path)
+    atomic_write_text(record_path, json.dumps(recorded, indent=2, sort_keys=True))
     return star

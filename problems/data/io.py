@@ -23,6 +23,8 @@ our shift ``s = -origin / pixel_size``; defocus in Å, Cs in mm, voltage in kV.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,19 +276,38 @@ def read_particles(path: str | os.PathLike, **kwargs) -> ParticleStack:
     raise DataError(f"{path}: unknown particle file type {path.suffix!r} (expected .star or .cs)")
 
 
-def _atomic_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; renamed over ``path`` when the block succeeds.
+
+    ``os.replace`` is atomic on POSIX, so readers see the old file or the
+    complete new one, never a half-written one; on an exception (or
+    ``KeyboardInterrupt``) the temporary file is removed and ``path`` is
+    untouched.  The process id in the name keeps concurrent writers (sweep
+    workers) apart.  The one atomic-write helper of the project (bench uses
+    it for run records and leaderboard entries).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)     # nothing half-written survives a failure
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, pixel_size: float) -> None:
     """Write a volume (or image stack) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _atomic_path(path)
-    with mrcfile.new(tmp, overwrite=True) as mrc:
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.asarray(data, dtype=np.float32))
         mrc.voxel_size = pixel_size
-    os.replace(tmp, path)
 
 
 def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -306,26 +327,7 @@ def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: in
     stores float32, 1 int16 (chunks are rounded: scale them first).
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     stack, star = directory / stack_name, directory / star_name
-    tmp_stack = _atomic_path(stack)
-    try:
-        with mrcfile.new_mmap(tmp_stack, shape=(n_images, box, box), mrc_mode=mrc_mode,
-                              overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = pixel_size
-            pos = 0
-            for chunk in chunks:
-                mrc.data[pos:pos + len(chunk)] = chunk if mrc_mode == 2 else np.rint(chunk)
-                pos += len(chunk)
-                if progress is not None:
-                    progress.update(len(chunk))
-            if pos != n_images:
-                raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
-            mrc.update_header_stats()
-    except BaseException:
-        tmp_stack.unlink(missing_ok=True)     # nothing half-written survives a failure
-        raise
     optics = pd.DataFrame({
         "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
         "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2],
@@ -344,13 +346,20 @@ def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: in
         "rlnOriginXAngst": -shifts_px[:, 0] * pixel_size,
         "rlnOriginYAngst": -shifts_px[:, 1] * pixel_size,
     })
-    tmp_star = _atomic_path(star)
-    try:
+    # The stack is renamed into place before the STAR file that names it (inner block exits first).
+    with atomic_path(star) as tmp_star, atomic_path(stack) as tmp_stack:
+        with mrcfile.new_mmap(tmp_stack, shape=(n_images, box, box), mrc_mode=mrc_mode,
+                              overwrite=True) as mrc:
+            mrc.set_image_stack()
+            mrc.voxel_size = pixel_size
+            pos = 0
+            for chunk in chunks:
+                mrc.data[pos:pos + len(chunk)] = chunk if mrc_mode == 2 else np.rint(chunk)
+                pos += len(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
+            if pos != n_images:
+                raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
+            mrc.update_header_stats()
         starfile.write({"optics": optics, "particles": particles}, tmp_star, overwrite=True)
-    except BaseException:
-        tmp_stack.unlink(missing_ok=True)
-        tmp_star.unlink(missing_ok=True)
-        raise
-    os.replace(tmp_stack, stack)
-    os.replace(tmp_star, star)
     return star

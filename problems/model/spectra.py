@@ -60,6 +60,7 @@ import scipy.fft
 from scipy.sparse.linalg import LinearOperator, cg, eigsh
 from tqdm.auto import tqdm
 
+from ..protocol import hutchinson_diagonal as hutchinson_estimates
 from .fourier import PartialDFT
 from .projector import Slicer
 
@@ -338,6 +339,8 @@ def hutchinson_diagonal(oracle, basis: BandBasis, n_probes: int, batch_size: int
                         checkpoints=None, progress: bool = False) -> HutchinsonResult:
     """Hutchinson's estimate of ``diag(U^T H U)`` through ``oracle.hvp`` (cost charged).
 
+    :func:`problems.protocol.hutchinson_diagonal` (the one estimator) run in band coordinates:
+
     ``D_k = (1/k) sum_{j <= k} z_j * U^T H_{B_j}(x) U z_j`` with ``z_j``
     Rademacher (+-1) in band coordinates and ``B_j = oracle.next_batch(batch_size)``.
     ``E[D_k] = diag(H)`` (each ``H_B`` is unbiased for ``H`` over the shuffled
@@ -346,14 +349,14 @@ def hutchinson_diagonal(oracle, basis: BandBasis, n_probes: int, batch_size: int
     checkpoints = sorted(set(int(c) for c in (checkpoints or [n_probes]) if 1 <= c <= n_probes))
     x = np.zeros(oracle.shape, dtype=oracle.dtype) if x is None else x
     before = oracle.evals
-    mean = np.zeros(basis.size)
-    out = []
-    for k in tqdm(range(1, n_probes + 1), desc="Hutchinson probes", disable=not progress, leave=False):
-        z = rng.choice(np.array([-1.0, 1.0]), size=basis.size)
+
+    def hvp(z: np.ndarray) -> np.ndarray:
         hz = oracle.hvp(x, basis.to_volume(z, dtype=oracle.dtype), oracle.next_batch(batch_size))
-        mean += (z * basis.from_volume(hz) - mean) / k
-        if k in checkpoints:
-            out.append(mean.copy())
+        return basis.from_volume(hz)
+
+    running = hutchinson_estimates(hvp, (basis.size,), n_probes, rng)
+    out = [mean for k, mean in enumerate(tqdm(running, total=n_probes, desc="Hutchinson probes",
+                                               disable=not progress, leave=False), 1) if k in checkpoints]
     return HutchinsonResult(np.array(checkpoints), np.array(out), oracle.evals - before)
 
 
