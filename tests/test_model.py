@@ -74,3 +74,26 @@ def test_ctf_first_zero_and_astigmatism():
     ratio = evaluate_ctf(astig.__class__(**{**b.__dict__, "bfactor": np.array([100.0 / apix**2])}),
                          np.array([[0.1, 0.0]])) / evaluate_ctf(b, np.array([[0.1, 0.0]]))
     assert ratio[0, 0] == pytest.approx(np.exp(-100.0 / apix**2 * 0.01 / 4))
+
+
+def test_quadrature_weights_positive_and_nll_finite_for_every_r_max():
+    """scipy's Lebedev orders 13, 25 and 27 have negative weights (log w = NaN): every r_max
+    must pick a rule with positive weights, and the NLL must then be finite.  r_max in
+    (1.99, 2.43] used to pick order 13 and (3.93, 4.6] orders 25/27."""
+    from scipy.integrate import lebedev_rule
+
+    from problems.model.marginal import MarginalLikelihood
+    from problems.model.poses import LEBEDEV_ORDERS
+
+    assert all(lebedev_rule(order)[1].min() > 0 for order in LEBEDEV_ORDERS)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    for r_max in np.arange(0.75, 7.01, 0.25):
+        quad = make_quadrature(r_max)
+        assert quad.direction_weights.min() > 0 and np.isfinite(quad.log_weights()).all()
+        if 1.9 < r_max < 4.8:                    # the ranges that hit the bad rules, and around them
+            band = make_band(r_max)
+            lik = MarginalLikelihood(16, band, quad, 1.0, dtype=np.float64)
+            images = rng.standard_normal((3, band.size)) + 1j * rng.standard_normal((3, band.size))
+            nll = lik.nll(x.astype(np.float64), lik.prepare(images, np.ones((3, band.size))))
+            assert np.isfinite(nll).all(), r_max

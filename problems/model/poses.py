@@ -12,7 +12,8 @@ poses move the band's outermost coefficient by about one frequency index
 (angular step about ``1 / r_max`` radians):
 
 * directions: the smallest Lebedev rule (``scipy.integrate.lebedev_rule``)
-  with at least ``4 pi r_max^2`` points, weights from the rule;
+  with at least ``4 pi r_max^2`` points and only positive weights (scipy's
+  orders 13, 25 and 27 have negative ones and are skipped), weights from the rule;
 * in-plane angles: ``n_psi = 4 * max(1, round(2 pi r_max / 4))`` uniform
   angles ``psi_l = 2 pi l / n_psi`` (a multiple of 4 so that quarter turns
   map the pose set onto itself; see :mod:`problems.model.grids`);
@@ -37,10 +38,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import lebedev_rule
 
-# Orders accepted by scipy.integrate.lebedev_rule and their point counts.
-LEBEDEV_ORDERS = (3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 35, 41, 47, 53,
+# Orders accepted by scipy.integrate.lebedev_rule with all weights positive, and their
+# point counts.  scipy's orders 13 (74 points), 25 (230) and 27 (266) have negative
+# weights: as a probability over poses they make log w undefined (NaN NLL), so they
+# are skipped (the next larger rule is used).
+LEBEDEV_ORDERS = (3, 5, 7, 9, 11, 15, 17, 19, 21, 23, 29, 31, 35, 41, 47, 53,
                   59, 65, 71, 77, 83, 89, 95, 101, 107, 113, 119, 125, 131)
-LEBEDEV_SIZES = (6, 14, 26, 38, 50, 74, 86, 110, 146, 170, 194, 230, 266, 302, 350, 434,
+LEBEDEV_SIZES = (6, 14, 26, 38, 50, 86, 110, 146, 170, 194, 302, 350, 434,
                  590, 770, 974, 1202, 1454, 1730, 2030, 2354, 2702, 3074, 3470, 3890,
                  4334, 4802, 5294, 5810)
 
@@ -180,6 +184,8 @@ def make_quadrature(r_max: float, shift_extent: float = 0.0, shift_sigma: float 
         raise ValueError(f"n_psi must be a multiple of 4, got {n_psi}")
     order = lebedev_order_for(min_directions)
     points, weights = lebedev_rule(order)
+    if not np.all(weights > 0):          # guards LEBEDEV_ORDERS against a scipy change
+        raise ValueError(f"Lebedev order {order} has non-positive weights")
     rot, tilt = direction_to_euler(points)
     extent = int(np.floor(shift_extent))
     sx, sy = np.meshgrid(np.arange(-extent, extent + 1), np.arange(-extent, extent + 1), indexing="xy")
