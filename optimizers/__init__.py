@@ -11,7 +11,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .adaptive import Adam, AdaGrad
-from .base import Optimizer, Range, OptimizerInfo, hyperparameters
+from .base import (ORACLE_CALLS, Optimizer, OptimizerInfo, Range, coerce_hyperparameters, hyperparameters,
+                   missing_requirements, needs)
 from .em import EM, ProjectionMatching
 from .hessian_free import HessianFree
 from .hutchinson_sgd import HutchinsonSGD
@@ -27,7 +28,7 @@ BUILTIN = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, TONGA, OL
 PAPER_SEVEN = ("sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free")
 
 __all__ = ["Optimizer", "Range", "OptimizerInfo", "hyperparameters", "available", "get_optimizer_class",
-           "get_optimizer"]
+           "get_optimizer", "coerce_hyperparameters", "needs", "missing_requirements", "ORACLE_CALLS"]
 
 
 def _plugins() -> dict:
@@ -74,10 +75,20 @@ def get_optimizer_class(spec: str):
 
 
 def get_optimizer(spec: str, **hyper):
+    """An instance of ``spec`` with ``hyper`` coerced to its fields' types (:func:`coerce_hyperparameters`).
+
+    Raises ``ValueError`` for a bad hyperparameter or a missing optional
+    package (``cls.requires``), before anything runs.
+    """
     cls = get_optimizer_class(spec)
     for method in ("init", "step"):
         if not callable(getattr(cls, method, None)):
             raise TypeError(f"optimizer {spec!r} has no {method}() method")
+    missing = missing_requirements(cls)
+    if missing:
+        raise ValueError(f"optimizer {spec!r} needs the optional package(s) {', '.join(missing)} "
+                         f"(e.g. pip install cryoopt[{missing[0]}])")
+    hyper = coerce_hyperparameters(cls, hyper)
     try:
         return cls(**hyper)
     except TypeError as exc:

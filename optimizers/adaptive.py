@@ -28,6 +28,7 @@ class AdaGrad:
     """
 
     name: ClassVar[str] = "adagrad"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-4, 1e0)}
     lr: float = 0.02
     eps: float = 1e-8
@@ -64,6 +65,7 @@ class Adam:
     """
 
     name: ClassVar[str] = "adam"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-4, 1e0)}
     lr: float = 0.005
     beta1: float = 0.9

@@ -24,6 +24,7 @@ class EM:
     """
 
     name: ClassVar[str] = "em"
+    needs: ClassVar[frozenset] = frozenset({"expectation", "m_step"})
     search_space: ClassVar[dict] = {"m_step_iterations": Range(5, 100, "log")}
     hard: ClassVar[bool] = False
     batch_size: int = 500

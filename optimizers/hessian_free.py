@@ -59,6 +59,7 @@ class HessianFree:
     """
 
     name: ClassVar[str] = "hessian-free"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "hvp", "next_batch"})
     search_space: ClassVar[dict] = {"damping": Range(1e-4, 1e1), "lr": Range(1e-1, 1e0)}
     lr: float = 1.0
     damping: float = 3.0

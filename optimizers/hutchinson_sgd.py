@@ -43,6 +43,7 @@ class HutchinsonSGD:
     """
 
     name: ClassVar[str] = "hutchinson-sgd"
+    needs: ClassVar[frozenset] = frozenset({"value", "value_and_grad", "hvp", "next_batch"})
     search_space: ClassVar[dict] = {"eta0": Range(1e-2, 1e2), "alpha": Range(1e-4, 1e-1)}
     eta0: float = 1.0
     beta: float = 0.9

@@ -33,6 +33,7 @@ class Momentum:
     """
 
     name: ClassVar[str] = "momentum"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-3, 1e1)}
     nesterov: ClassVar[bool] = False
     lr: float = 0.2

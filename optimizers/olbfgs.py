@@ -51,6 +51,7 @@ class OLBFGS:
     """
 
     name: ClassVar[str] = "olbfgs"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e1), "epsilon": Range(1e-2, 1e2)}
     lr: float = 0.5
     memory: int = 30

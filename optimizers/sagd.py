@@ -38,6 +38,7 @@ class SAGD:
     """
 
     name: ClassVar[str] = "sagd"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad"})     # its own blocks, not next_batch
     search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2)}
     lr: float = 0.5
     batch_size: int = 100

@@ -29,6 +29,7 @@ class SGD:
     """
 
     name: ClassVar[str] = "sgd"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2)}
     lr: float = 1.0
     decay: float = 1e-2

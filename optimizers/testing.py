@@ -14,6 +14,9 @@ from .base import OptimizerInfo
 
 
 class QuadraticOracle:
+    # The oracle calls it answers: optimizers whose `needs` fit run on it (no expectation / m_step).
+    provides = frozenset({"value", "value_and_grad", "hvp", "next_batch"})
+
     def __init__(self, shape=(4, 4, 4), n_train: int = 64, budget: float | None = None,
                  condition: float = 10.0, seed: int = 0):
         rng = np.random.default_rng(seed)

@@ -42,6 +42,7 @@ class TONGA:
     """
 
     name: ClassVar[str] = "tonga"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
     search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2), "reg": Range(1e-2, 1e2)}
     lr: float = 1.0
     reg: float = 1.0

@@ -24,6 +24,8 @@ class TorchOptimizer:
     """
 
     name: ClassVar[str] = "torch"
+    needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
+    requires: ClassVar[tuple] = ("torch",)
     search_space: ClassVar[dict] = {"lr": Range(1e-4, 1e0)}
     optimizer: str = "Adam"
     lr: float = 1e-3
