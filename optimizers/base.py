@@ -9,7 +9,9 @@ need values, extra batches and Hessian-vector products):
 * ``step(x, state, oracle, rng) -> (x, state)``
 
 ``step`` must not mutate ``x`` or ``state`` and draws randomness only from
-``rng``.
+``rng``.  Cost is whatever the step asked the oracle for; a step that would
+exceed the budget raises :class:`problems.BudgetExhausted` from the oracle and
+the runner stops there.
 
 Capability flags (class attributes, read by the harness and the tests
 instead of lists of names): ``needs``, the oracle calls ``step`` makes (a
@@ -18,9 +20,7 @@ optimizer -- e.g. the quadratic test oracle has no ``expectation``), and
 ``requires``, the optional packages it imports (missing ones are a clear
 error before a run starts; built-in leaderboard entries skip such
 optimizers so they are the same on every machine).  A plug-in that declares
-neither is assumed to need every call and no optional package.  Cost is whatever the step asked the oracle for; a step that would
-exceed the budget raises :class:`problems.BudgetExhausted` from the oracle and
-the runner stops there.
+neither is assumed to need every call and no optional package.
 """
 from __future__ import annotations
 
