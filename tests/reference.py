@@ -50,8 +50,12 @@ def ctf_value(k_cpp, du, dv, ang, lam, cs, q0, bfac, phase):
     return np.exp(-bfac * k2 / 4) * np.sin(chi + np.arcsin(q0) + phase)
 
 
-def reference_nll(x, images, ctf_params, quadrature, sigma, r_max):
-    """Per-image NLL by brute force.  ``ctf_params`` is a problems.model.ctf.CTFParams."""
+def reference_log_joint(x, images, ctf_params, quadrature, sigma, r_max):
+    """``log w_j - E_ij / (2 sigma^2)`` by brute force, shape (B, M).
+
+    Poses are enumerated as (direction d, in-plane index l, shift s), index
+    ``(d * n_psi + l) * n_shift + s``, with ``psi = 2 pi l / n_psi``.
+    """
     n = x.shape[0]
     k = disc_frequencies(r_max)
     m_max = int(np.ceil(2 * r_max)) + 1
@@ -78,5 +82,10 @@ def reference_nll(x, images, ctf_params, quadrature, sigma, r_max):
                       ctf_params.bfactor[i], ctf_params.phase_shift[i])
         obs = image_ft(images[i], k)
         energy = np.array([np.sum(np.abs(obs - c * p) ** 2) for p in poses])
-        out.append(-logsumexp(logw - energy / (2 * sigma**2)))
+        out.append(logw - energy / (2 * sigma**2))
     return np.array(out)
+
+
+def reference_nll(x, images, ctf_params, quadrature, sigma, r_max):
+    """Per-image NLL by brute force.  ``ctf_params`` is a problems.model.ctf.CTFParams."""
+    return -logsumexp(reference_log_joint(x, images, ctf_params, quadrature, sigma, r_max), axis=1)

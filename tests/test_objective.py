@@ -1,7 +1,8 @@
 """The fast objective against the brute-force reference, derivatives against differences."""
 import numpy as np
 import pytest
-from reference import reference_nll
+from reference import reference_log_joint, reference_nll
+from scipy.special import softmax
 
 from problems.model.ctf import CTFParams, evaluate_ctf
 from problems.data.units import ctf_from_microscope
@@ -35,6 +36,52 @@ def test_fast_nll_matches_reference_with_shifts(rng, dtype, tol):
     fast = lik.nll(x, terms)
     ref = reference_nll(x, images, ctf, quad, 1.3, r_max)
     np.testing.assert_allclose(fast, ref, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-5)])
+def test_pair_posterior_matches_reference_pose_by_pose(rng, dtype, tol):
+    """Every pose's posterior, incl. the psi + pi turns that the conjugate pairs
+    never multiply explicitly, against brute force with 13 shifts."""
+    n, r_max = 16, 2.5
+    band, quad, ctf, images = _random_setup(rng, n, r_max, shift_extent=2.0, n_img=2)
+    assert quad.n_shifts == 13 and quad.n_psi % 4 == 0
+    x = rng.standard_normal((n, n, n))
+    lik = MarginalLikelihood(n, band, quad, sigma=2.0, dtype=dtype)
+    terms = lik.prepare(image_band_coefficients(images, band.k), evaluate_ctf(ctf, band.k / n))
+    post, nll = lik.posterior(x, terms)                     # pose order (shift, turn, dir, psi/4)
+    joint = reference_log_joint(x, images, ctf, quad, 2.0, r_max)   # order (dir, psi, shift)
+    n4 = quad.n_psi // 4
+    s, q, d, l4 = np.meshgrid(np.arange(quad.n_shifts), np.arange(4), np.arange(quad.n_dir),
+                              np.arange(n4), indexing="ij")
+    ref_index = ((d * quad.n_psi + l4 + q * n4) * quad.n_shifts + s).ravel()
+    ref_post = softmax(joint, axis=1)[:, ref_index]
+    assert ref_post.max() > 1e-3                             # not a flat posterior
+    np.testing.assert_allclose(post, ref_post, rtol=tol, atol=tol * ref_post.max())
+    np.testing.assert_allclose(nll, reference_nll(x, images, ctf, quad, 2.0, r_max), rtol=tol)
+
+
+def test_gradient_hvp_and_estep_with_shifts(rng):
+    """float64 with 13 shifts: gradient and HVP against central differences, and the
+    E-step sums against the gradient (Fisher's identity: the complete-data
+    objective built from P(x) has the marginal gradient at x)."""
+    n, r_max = 12, 2.5
+    band, quad, ctf, images = _random_setup(rng, n, r_max, shift_extent=2.0, n_img=4)
+    lik = MarginalLikelihood(n, band, quad, sigma=3.0, dtype=np.float64)
+    terms = lik.prepare(image_band_coefficients(images, band.k), evaluate_ctf(ctf, band.k / n))
+    x = rng.standard_normal((n, n, n))
+    nll, g = lik.nll_and_grad(x, terms)
+    d = rng.standard_normal(x.shape)
+    h = 1e-5
+    fd = (lik.nll(x + h * d, terms).mean() - lik.nll(x - h * d, terms).mean()) / (2 * h)
+    assert abs(fd - np.sum(g * d)) < 1e-6 * abs(fd)
+    fd_h = (lik.nll_and_grad(x + h * d, terms)[1] - lik.nll_and_grad(x - h * d, terms)[1]) / (2 * h)
+    hv = lik.hvp(x, d, terms)
+    assert np.linalg.norm(hv - fd_h) < 1e-5 * np.linalg.norm(fd_h)
+    za, zq = lik.expectation(x, terms)
+    _, g_q = lik.complete_data_objective(x, za, zq, terms.size)
+    np.testing.assert_allclose(g_q, g, rtol=1e-9, atol=1e-12 * np.abs(g).max())
+    za_h, zq_h = lik.expectation(x, terms, hard=True)
+    np.testing.assert_allclose(zq_h.sum(), terms.xu[:terms.size, band.size:].sum(), rtol=1e-12)
 
 
 def test_fast_nll_matches_reference_on_tiny_problem(tiny):
@@ -93,6 +140,8 @@ def test_quarter_turn_maps_are_permutations():
     assert not conj[0].any() and (index[0] == np.arange(band.size)).all()
     # rot^-2 = -k: every non-DC coefficient maps to its own conjugate
     assert (index[2] == np.arange(band.size)).all() and conj[2, 1:].all()
+    # so turn 3 is turn 1 conjugated: the conjugate pairs of the fast path
+    assert (index[3] == index[1]).all() and (conj[3, 1:] != conj[1, 1:]).all()
 
 
 def _directional_check(oracle, x, idx, rng, n_dirs=3):

@@ -16,16 +16,22 @@ density).  The disc sum is a half-plane sum with multiplicities ``c_t``
 
 Fast evaluation (DESIGN.md, "Fast evaluation"):
 
-* ``E_ij = |I_i|^2 - (2 Re<c C_i I_i, S_j> - <c C_i^2, |S_j|^2>)``, so the
-  pose-dependent part for a whole batch is one real matrix product
-  ``A3 @ [2 Re S, 2 Im S, -|S|^2]^T`` with ``A3 = [Re(cCI), Im(cCI), cC^2]``.
+* ``E_ij = |I_i|^2 - (2 Re<c C_i I_i, S_j> - <c C_i^2, |S_j|^2>)``: with the
+  image rows ``X = c C I`` and ``X_q = c C^2`` the pose-dependent part is a
+  real matrix product against ``[2 Re S, 2 Im S, -|S|^2]``.
 * Shifts multiply images by phase ramps ``exp(+2 pi i k.s/N)``; quarter
   turns of the in-plane angle permute the band (:func:`grids.quarter_turn_maps`).
   Both act on the ``B x D`` image rows, so only ``n_dir * n_psi / 4`` slices
-  are ever extracted and the ``4 * n_shift`` image variants share them.
-* The posterior ``P_ij = softmax_j(log w_j - E_ij / 2 sigma^2)`` is formed in
-  place by a fused, parallel log-sum-exp; the gradient with respect to the
-  slices is ``(Z_q * S - Z_a) / sigma^2`` with ``Z = P^T A3`` (one more product).
+  are ever extracted and the image variants share them.
+* Conjugate pairs: the turns by ``psi`` and ``psi + pi`` give conjugate image
+  rows, so with ``U = [Re X, X_q] @ [2 Re S, -|S|^2]^T`` and
+  ``V = Im X @ (2 Im S)^T`` their logits are ``U + V`` and ``U - V``: only turns
+  0 and 1 enter the products, half the work of multiplying all four
+  (:mod:`.marginal_kernels`).
+* The posterior is formed in place by a fused, parallel log-sum-exp that
+  leaves ``e_+ + e_-`` and ``e_+ - e_-`` behind; the gradient with respect to
+  the slices is ``(Z_q * S - Z_a) / sigma^2`` with
+  ``[Re Z_a, Z_q] = P_sum^T [Re X, X_q]`` and ``Im Z_a = P_diff^T Im X``.
 
 Hot loop in float32/complex64 (or float64/complex128 for tests); per-image
 values are accumulated and returned in float64.
@@ -36,86 +42,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from .fourier import PartialDFT, cube_half_width
 from .grids import Band, quarter_turn_maps
+from .marginal_kernels import exp_pairs_exact, exp_pairs_fast, hvp_posterior_derivative, slice_gradient_t
 from .poses import PoseQuadrature
 from .projector import Slicer, slice_coordinates
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _exp_logits_fast(logits, log_weights, scale, lse, inv_total):
-    """float32: ``logits <- exp(scale * logits + log_weights - max)`` per image, in place.
-
-    ``exp`` is ``2^n * p(f)`` with a degree-6 polynomial for ``2^f`` on [0, 1)
-    (relative error about 2e-7, the size of float32 rounding) and ``2^n`` built
-    from its exponent bits; unlike libm's ``exp`` the loop vectorises, which
-    makes this phase 3-4x faster.  Values below ``2^-126`` flush to 2^-126 * p.
-    """
-    n_var, n_img, n_pose = logits.shape
-    for b in numba.prange(n_img):
-        top = np.float32(-np.inf)
-        for v in range(n_var):
-            row = logits[v, b]
-            w = log_weights[v]
-            for m in range(n_pose):
-                z = row[m] * scale + w[m]
-                row[m] = z
-                top = max(top, z)
-        total = 0.0
-        bits = np.empty(n_pose, dtype=np.int32)
-        for v in range(n_var):
-            row = logits[v, b]
-            for m in range(n_pose):
-                t = max((row[m] - top) * np.float32(1.4426950408889634), np.float32(-126.0))
-                n = np.floor(t)
-                f = t - n
-                row[m] = np.float32(1.0) + f * (np.float32(0.6931471805599453) + f * (
-                    np.float32(0.2402265069591007) + f * (np.float32(0.05550410866482158) + f * (
-                        np.float32(0.009618129107628477) + f * (np.float32(0.0013333558146428443)
-                                                               + f * np.float32(0.00015403530393381606))))))
-                bits[m] = (np.int32(n) + np.int32(127)) * np.int32(8388608)
-            powers = bits.view(np.float32)
-            for m in range(n_pose):
-                e = row[m] * powers[m]
-                row[m] = e
-                total += e
-        lse[b] = top + np.log(total)
-        inv_total[b] = 1.0 / total
-
-
-@numba.njit(parallel=True, cache=True)
-def _exp_logits_exact(logits, log_weights, scale, lse, inv_total):
-    """float64 (derivative checks): as :func:`_exp_logits_fast` with libm's exp."""
-    n_var, n_img, n_pose = logits.shape
-    for b in numba.prange(n_img):
-        top = -np.inf
-        for v in range(n_var):
-            for m in range(n_pose):
-                z = logits[v, b, m] * scale + log_weights[v, m]
-                logits[v, b, m] = z
-                if z > top:
-                    top = z
-        total = 0.0
-        for v in range(n_var):
-            for m in range(n_pose):
-                e = np.exp(logits[v, b, m] - top)
-                logits[v, b, m] = e
-                total += e
-        lse[b] = top + np.log(total)
-        inv_total[b] = 1.0 / total
-
-
-@numba.njit(cache=True, fastmath=True)
-def _slice_gradient_t(zt, s, scale, out):
-    """``out[j, t] = scale * (Zq[t, j] S[j, t] - Za[t, j])`` from ``Z^T`` rows [Re Za; Im Za; Zq]."""
-    n_pose, d = s.shape
-    for j in range(n_pose):
-        for t in range(d):
-            zq = zt[2 * d + t, j]
-            out[j, t] = scale * (zq * s[j, t] - (zt[t, j] + 1j * zt[d + t, j]))
 
 
 @contextmanager
@@ -133,11 +66,14 @@ def _phase(timings: dict | None, name: str):
 class BatchTerms:
     """Pose-independent image terms of a batch (built once per batch).
 
-    ``a3``: (4 * n_shift * B, 3D) rows ``[Re(cCI), Im(cCI), cC^2]`` of every
-    image variant; ``norm2``: (B,) float64 ``sum_t c_t |I_t|^2``.
+    Rows ``2 s + p`` (shift ``s``, quarter turn ``p`` in {0, 1}) of every image:
+    ``xu``: (2 * n_shift * B, 2D) ``[Re X, X_q]`` and ``xv``: (2 * n_shift * B, D)
+    ``Im X`` with ``X = c C I`` of the shifted, turned image and ``X_q = c C^2``;
+    ``norm2``: (B,) float64 ``sum_t c_t |I_t|^2``.
     """
 
-    a3: np.ndarray
+    xu: np.ndarray
+    xv: np.ndarray
     norm2: np.ndarray
     size: int
 
@@ -157,10 +93,15 @@ class MarginalLikelihood:
         Noise standard deviation per Fourier coefficient (= per pixel).
     dtype : numpy dtype
         ``float32`` (default, the benchmark's hot loop) or ``float64``.
+    device : str
+        ``"cpu"`` (default) or an array-module backend of
+        :mod:`.pose_backend` (``"cuda"`` via CuPy; ``"numpy"`` runs that
+        backend's code on the CPU) for the pose phases of ``nll`` and
+        ``nll_and_grad``; the volume phases always run here.
     """
 
     def __init__(self, box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
-                 dtype=np.float32):
+                 dtype=np.float32, device: str = "cpu"):
         self.n = int(box_size)
         self.band, self.quadrature, self.sigma = band, quadrature, float(sigma)
         self.dtype = np.dtype(dtype)
@@ -169,28 +110,48 @@ class MarginalLikelihood:
         self.dft = PartialDFT(self.n, self.m_max, self.dtype)
         self.slicer = Slicer(slice_coordinates(quadrature.base_matrices(), band.k, self.dtype),
                              self.m_max)
-        self.turn_index, self.turn_conj = quarter_turn_maps(band)
+        index, conj = quarter_turn_maps(band)
+        # turns 2 and 3 are the conjugates of turns 0 and 1 (rot^-2 k = -k); the
+        # pairing below relies on it (the DC term is real for a real image)
+        if not ((index[2] == index[0]).all() and (index[3] == index[1]).all()
+                and (conj[2, 1:] != conj[0, 1:]).all() and (conj[3, 1:] != conj[1, 1:]).all()):
+            raise AssertionError("quarter turns 2, 3 are not the conjugates of turns 0, 1")
+        self.turn_index, self.turn_conj = index[:2], conj[:2]
         k = band.k.astype(np.float64)
         self.shift_phase = np.exp(2j * np.pi * (quadrature.shifts @ k.T) / self.n).astype(self.cdtype)
-        self.log_weights = np.ascontiguousarray(quadrature.log_weights(), dtype=self.dtype)
+        self.log_weights = np.ascontiguousarray(
+            quadrature.log_weights().reshape(quadrature.n_shifts, 4, quadrature.n_base), dtype=self.dtype)
         self.mult = band.multiplicity.astype(self.dtype)
         self.scale = 1.0 / (2.0 * self.sigma**2)
+        self.device = device
+        self._backend = None
+        if device != "cpu":
+            from .pose_backend import ArrayModulePoses
+            self._backend = ArrayModulePoses(self, device)
 
     # ----------------------------------------------------------------- batch
     def prepare(self, images: np.ndarray, ctf: np.ndarray) -> BatchTerms:
-        """Image-variant rows for a batch: ``images`` (B, D) complex, ``ctf`` (B, D) real."""
+        """Image-variant rows for a batch: ``images`` (B, D) complex, ``ctf`` (B, D) real.
+
+        The imaginary part of the DC coefficient is dropped: it is zero for a
+        real image, and it meets ``Im S(0) = 0`` of a real density anyway.
+        """
         images = np.asarray(images, dtype=self.cdtype)
         ctf = np.asarray(ctf, dtype=self.dtype)
         b, d = images.shape
         shifted = images[None, :, :] * self.shift_phase[:, None, :]             # (S, B, D)
-        variants = np.moveaxis(shifted[:, :, self.turn_index], 2, 1)             # (S, 4, B, D)
+        variants = np.moveaxis(shifted[:, :, self.turn_index], 2, 1)             # (S, 2, B, D)
         variants = np.where(self.turn_conj[None, :, None, :], variants.conj(), variants)
-        ctf_q = np.moveaxis(ctf[:, self.turn_index], 1, 0)[None]                 # (1, 4, B, D)
-        a = self.mult * ctf_q * variants
-        q = np.broadcast_to(self.mult * ctf_q**2, a.shape)
-        a3 = np.concatenate([a.real, a.imag, q], axis=-1).reshape(-1, 3 * d)
+        ctf_q = np.moveaxis(ctf[:, self.turn_index], 1, 0)[None]                 # (1, 2, B, D)
+        x = self.mult * ctf_q * variants
+        x.imag[..., 0] = 0
+        q = np.broadcast_to(self.mult * ctf_q**2, x.shape)
+        xu = np.concatenate([x.real, q], axis=-1).reshape(-1, 2 * d)
+        xv = x.imag.reshape(-1, d)
         norm2 = (np.abs(images.astype(np.complex128)) ** 2 * self.band.multiplicity).sum(axis=1)
-        return BatchTerms(a3=np.ascontiguousarray(a3, dtype=self.dtype), norm2=norm2, size=b)
+        terms = BatchTerms(xu=np.ascontiguousarray(xu, dtype=self.dtype),
+                           xv=np.ascontiguousarray(xv, dtype=self.dtype), norm2=norm2, size=b)
+        return terms
 
     # --------------------------------------------------------------- slicing
     def slices(self, x: np.ndarray) -> np.ndarray:
@@ -201,46 +162,57 @@ class MarginalLikelihood:
         """Gradient on ``x`` of ``Re <g, slices(x)>`` (g: d f / d Re S + i d f / d Im S)."""
         return self.dft.adjoint(self.slicer.adjoint(g))
 
-    @staticmethod
-    def _slice_rows(s: np.ndarray) -> np.ndarray:
-        return np.concatenate([2 * s.real, 2 * s.imag, -(s.real**2 + s.imag**2)], axis=1)
-
-    def _exp_logits(self, s: np.ndarray, terms: BatchTerms, timings: dict | None = None):
-        """Unnormalised posterior ``e`` (V, B, n_base), per-image NLL (B,) and ``1 / sum e``."""
+    def _exp_logits(self, s: np.ndarray, terms: BatchTerms, combine: bool = True,
+                    timings: dict | None = None):
+        """Pair posteriors ``(u, v)`` (2 n_shift, B, n_base) unnormalised (see
+        :func:`.marginal_kernels.exp_pairs_fast`), per-image NLL (B,) and ``1 / sum e``."""
+        n_base = s.shape[0]
         with _phase(timings, "forward GEMM"):
-            logits = (terms.a3 @ self._slice_rows(s).T).reshape(-1, terms.size, s.shape[0])
+            qu = np.concatenate([2 * s.real, -(s.real**2 + s.imag**2)], axis=1)
+            u = (terms.xu @ qu.T).reshape(-1, terms.size, n_base)
+            v = (terms.xv @ (2 * s.imag).T).reshape(-1, terms.size, n_base)
         with _phase(timings, "log-sum-exp"):
             lse = np.empty(terms.size, dtype=np.float64)
             inv_total = np.empty(terms.size, dtype=np.float64)
-            kernel = _exp_logits_fast if self.dtype == np.float32 else _exp_logits_exact
-            kernel(logits, self.log_weights, self.dtype.type(self.scale), lse, inv_total)
-        return logits, terms.norm2 * self.scale - lse, inv_total
+            kernel = exp_pairs_fast if self.dtype == np.float32 else exp_pairs_exact
+            kernel(u, v, self.log_weights, self.dtype.type(self.scale), combine, lse, inv_total)
+        return u, v, terms.norm2 * self.scale - lse, inv_total
 
     def _posterior(self, s: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior ``P`` (V, B, n_base) over poses and per-image NLL (B,) float64."""
-        e, nll, inv_total = self._exp_logits(s, terms)
-        e *= inv_total.astype(self.dtype)[None, :, None]
-        return e, nll
+        """Posterior ``P`` (n_shift, 4, B, n_base) over poses and per-image NLL (B,) float64."""
+        e_p, e_m, nll, inv_total = self._exp_logits(s, terms, combine=False)
+        n_shift = self.quadrature.n_shifts
+        p = np.concatenate([e_p.reshape(n_shift, 2, terms.size, -1),
+                            e_m.reshape(n_shift, 2, terms.size, -1)], axis=1)
+        p *= inv_total.astype(self.dtype)[:, None]
+        return p, nll
 
-    def _weighted_rows(self, a3: np.ndarray, inv_total: np.ndarray) -> np.ndarray:
-        """``a3`` rows scaled by each image's ``1 / sum e``: ``e^T (a3 / total) = P^T a3``."""
-        n_var = a3.shape[0] // inv_total.size
-        return a3 * np.tile(inv_total.astype(self.dtype), n_var)[:, None]
+    def _rows_over_total(self, rows: np.ndarray, inv_total: np.ndarray) -> np.ndarray:
+        """Image rows scaled by each image's ``1 / sum e``: ``e^T (rows / total) = P^T rows``."""
+        n_var = rows.shape[0] // inv_total.size
+        return rows * np.tile(inv_total.astype(self.dtype), n_var)[:, None]
 
-    def _slice_gradient(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
-        d = s.shape[1]
-        za = z[:, :d] + 1j * z[:, d:2 * d]
-        return (z[:, 2 * d:] * s - za) / self.sigma**2
+    def _pair_products(self, p_sum, p_diff, terms: BatchTerms, inv_total=None):
+        """``Z^T`` as ``([Re Z_a; Z_q], Im Z_a)`` = ``(xu^T P_sum, xv^T P_diff)`` (optionally ``/ total``)."""
+        xu, xv = terms.xu, terms.xv
+        if inv_total is not None:
+            xu, xv = self._rows_over_total(xu, inv_total), self._rows_over_total(xv, inv_total)
+        n_base = p_sum.shape[-1]
+        # Z^T = (x / total)^T e: this orientation runs ~1.5x faster than e^T (x / total)
+        return xu.T @ p_sum.reshape(-1, n_base), xv.T @ p_diff.reshape(-1, n_base)
 
     # ------------------------------------------------------------ public API
     def nll(self, x: np.ndarray, terms: BatchTerms) -> np.ndarray:
         """Per-image NLL (B,) float64."""
-        return self._posterior(self.slices(x), terms)[1]
+        s = self.slices(x)
+        if self._backend is not None:
+            return self._backend.nll(s, terms)
+        return self._exp_logits(s, terms)[2]
 
     def posterior(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
         """Posterior over poses in pose order, shape (B, M), and per-image NLL."""
         p, nll = self._posterior(self.slices(x), terms)
-        return np.moveaxis(p, 1, 0).reshape(terms.size, -1), nll
+        return np.moveaxis(p, 2, 0).reshape(terms.size, -1), nll
 
     def nll_and_grad(self, x: np.ndarray, terms: BatchTerms,
                      timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -253,12 +225,15 @@ class MarginalLikelihood:
             cube = self.dft.forward(x.astype(self.dtype, copy=False))
         with _phase(timings, "slicing"):
             s = self.slicer.forward(cube)
-        logits, nll, inv_total = self._exp_logits(s, terms, timings)
-        with _phase(timings, "backward GEMM"):
-            # Z^T = (a3 / total)^T e: this orientation runs ~1.5x faster than e^T (a3 / total).
-            zt = self._weighted_rows(terms.a3, inv_total).T @ logits.reshape(-1, s.shape[0])
-            g = np.empty_like(s)
-            _slice_gradient_t(zt, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
+        if self._backend is not None:
+            with _phase(timings, "pose phases (" + self.device + ")"):
+                nll, g = self._backend.nll_and_slice_grad(s, terms)
+        else:
+            e_sum, e_diff, nll, inv_total = self._exp_logits(s, terms, True, timings)
+            with _phase(timings, "backward GEMM"):
+                zu_t, zv_t = self._pair_products(e_sum, e_diff, terms, inv_total)
+                g = np.empty_like(s)
+                slice_gradient_t(zu_t, zv_t, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
         with _phase(timings, "adjoint slicing"):
             g_cube = self.slicer.adjoint(g)
         with _phase(timings, "adjoint DFT"):
@@ -266,31 +241,37 @@ class MarginalLikelihood:
         return nll, grad
 
     def gemm_flops(self, batch_size: int) -> float:
-        """Floating-point operations of the forward + backward products for one batch."""
-        rows = 4 * self.quadrature.n_shifts * batch_size
+        """Floating-point operations of the forward + backward products for one batch.
+
+        Each direction multiplies ``2 n_shift B`` rows of ``3D`` columns
+        (``xu`` and ``xv``) by the ``n_base`` slices.
+        """
+        rows = 2 * self.quadrature.n_shifts * batch_size
         return 2.0 * 2.0 * rows * 3 * self.band.size * self.quadrature.n_base
 
     def hvp(self, x: np.ndarray, v: np.ndarray, terms: BatchTerms) -> np.ndarray:
         """Hessian of the batch-mean NLL at ``x`` applied to ``v``.
 
-        With ``U = T F v`` the slices of the direction, the logit derivative is
-        ``dL = A3 @ [2 Re U, 2 Im U, -2 Re(conj(S) U)]^T / (2 sigma^2)``, the
-        posterior derivative ``dP = P (dL - sum_j P dL)``, and the slice-space
-        product ``(Z_q U + dZ_q S - dZ_a) / sigma^2`` with ``Z = P^T A3`` and
-        ``dZ = dP^T A3``; it is mapped back by the adjoint slicing.
+        With ``W = T F v`` the slices of the direction, the logit derivatives of
+        a pair are ``dU +- dV`` with ``dU = xu @ [2 Re W, -2 Re(conj(S) W)]^T``
+        and ``dV = xv @ (2 Im W)^T`` (times ``1 / (2 sigma^2)``); the posterior
+        derivative ``dp = p (dL - sum_j p dL)`` is formed per pair
+        (:func:`.marginal_kernels.hvp_posterior_derivative`), and the
+        slice-space product ``(Z_q W + dZ_q S - dZ_a) / sigma^2`` with
+        ``Z = P^T X`` and ``dZ = dP^T X`` is mapped back by the adjoint slicing.
         """
         s = self.slices(x)
-        u = self.slices(v)
-        p, _ = self._posterior(s, terms)
-        du_rows = np.concatenate([2 * u.real, 2 * u.imag, -2 * (s.conj() * u).real], axis=1)
-        dl = (terms.a3 @ du_rows.T).reshape(p.shape) * self.dtype.type(self.scale)
-        mean_dl = (p * dl).sum(axis=(0, 2), keepdims=True)
-        dp = p * (dl - mean_dl)
+        w = self.slices(v)
+        e_sum, e_diff, _, inv_total = self._exp_logits(s, terms, combine=True)
         n_base, d = s.shape
-        z = p.reshape(-1, n_base).T @ terms.a3[:, 2 * d:]
-        dz = dp.reshape(-1, n_base).T @ terms.a3
-        dza = dz[:, :d] + 1j * dz[:, d:2 * d]
-        h = (z * u + dz[:, 2 * d:] * s - dza) / (self.sigma**2 * terms.size)
+        dw = np.concatenate([2 * w.real, -2 * (s.conj() * w).real], axis=1) * self.dtype.type(self.scale)
+        du = (terms.xu @ dw.T).reshape(e_sum.shape)
+        dv = (terms.xv @ (2 * self.dtype.type(self.scale) * w.imag).T).reshape(e_sum.shape)
+        hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dv)
+        zq = (terms.xu[:, d:] * np.tile(inv_total.astype(self.dtype), e_sum.shape[0])[:, None]).T \
+            @ e_sum.reshape(-1, n_base)
+        dzu, dzv = self._pair_products(du, dv, terms)
+        h = (zq.T * w + dzu[d:].T * s - (dzu[:d].T + 1j * dzv.T)) / (self.sigma**2 * terms.size)
         return self.slices_adjoint(h.astype(self.cdtype, copy=False))
 
     def expectation(self, x: np.ndarray, terms: BatchTerms, hard: bool = False):
@@ -298,22 +279,23 @@ class MarginalLikelihood:
 
         ``za[j] = sum_i P_ij c C_i I_i`` and ``zq[j] = sum_i P_ij c C_i^2``
         (images moved into each pose's frame by the variant rows), i.e.
-        ``Z = P^T A3`` -- the same product as the gradient.  With ``hard``
+        ``Z = P^T X`` -- the same products as the gradient.  With ``hard``
         the posterior is replaced by a one-hot at each image's most probable
         pose (projection matching's global search).
         Returns ``(za complex (n_base, D), zq real (n_base, D))``.
         """
         s = self.slices(x)
-        p, _ = self._posterior(s, terms)
+        p, _ = self._posterior(s, terms)                                    # (S, 4, B, n_base)
         if hard:
-            flat = np.moveaxis(p, 1, 0).reshape(terms.size, -1)
+            flat = np.moveaxis(p, 2, 0).reshape(terms.size, -1)
             best = flat.argmax(axis=1)
-            p = np.zeros_like(flat)
-            p[np.arange(terms.size), best] = 1
-            p = np.moveaxis(p.reshape(terms.size, -1, s.shape[0]), 0, 1)
-        z = p.reshape(-1, s.shape[0]).T @ terms.a3
+            one_hot = np.zeros_like(flat)
+            one_hot[np.arange(terms.size), best] = 1
+            p = np.moveaxis(one_hot.reshape(terms.size, *p.shape[:2], -1), 0, 2)
+        zu_t, zv_t = self._pair_products(p[:, :2] + p[:, 2:], p[:, :2] - p[:, 2:], terms)
         d = s.shape[1]
-        return (z[:, :d] + 1j * z[:, d:2 * d]).astype(self.cdtype), np.ascontiguousarray(z[:, 2 * d:])
+        za = (zu_t[:d].T + 1j * zv_t.T).astype(self.cdtype)
+        return za, np.ascontiguousarray(zu_t[d:].T)
 
     def complete_data_objective(self, x: np.ndarray, za: np.ndarray, zq: np.ndarray,
                                 count: int) -> tuple[float, np.ndarray]:
