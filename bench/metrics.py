@@ -2,24 +2,49 @@
 
 An ab-initio solution is determined only up to a rotation, a translation and
 the hand (mirror), so every comparison aligns first (the held-out NLL needs
-no alignment: it marginalises over poses).
+no alignment: it marginalises over poses).  Everything is judged inside the
+band ``|k| <= r_max`` (frequency index, cycles per box) the data constrain.
 
-Alignment: both volumes are low-passed and Fourier-cropped to a small box;
-a coarse search over rotations (a Lebedev direction set x uniform in-plane
-angles, for both hands) with the translation from an FFT cross-correlation
-at each rotation; then a local Nelder-Mead refinement of the three Euler
-angles; the best rotation is applied at full size (trilinear) and the
-translation found there by cross-correlation.
+Conventions.  Volumes are arrays ``[z, y, x]``; ``c = N // 2`` is the centre;
+the centred DFT is ``V(k) = sum_r x(r) exp(-2 pi i k.(r - c) / N)``.  An
+alignment ``(M, mirrored, t)`` maps the estimate to
+``out(r) = y(A^T (r - c) + c - ...)`` shifted by ``t``, i.e. in Fourier space
+
+    out^(k) = Y(A^T k) exp(-2 pi i k.t / N),   y = x[::-1] if mirrored else x,
+
+with ``A`` the rotation acting on ``[z, y, x]`` indices (``M`` stored in
+``(x, y, z)`` order, ``A = M[::-1, ::-1]``) and ``t`` a sub-voxel shift (pixels).
+
+Search (all in the band, on Fourier-cropped volumes):
+
+1. Off-grid values ``Y(k)`` come from the DFT of the cropped volume
+   zero-padded 4x (band-limited interpolation at spacing 1/4), sampled
+   trilinearly.
+2. Coarse rotations, both hands: near-uniform SO(3) grid (Fibonacci
+   directions x uniform in-plane angles) with angular step
+   ``delta = 1 / r_max`` rad, so every rotation is within about ``delta / 2`` of
+   a grid point and the outer band shell moves by at most ~0.5 voxel.  The
+   score is translation-invariant: the per-shell correlation of Fourier
+   amplitudes ``|Y(A^T k)|`` with ``|X_ref(k)|``.
+3. The ``n_candidates`` best distinct rotations per hand get a translation
+   from the FFT cross-correlation of the band, then a continuous 6-DOF
+   refinement (rotation vector + sub-voxel shift, Nelder-Mead) of the mean
+   in-band FSC.  The best candidate over both hands wins.
+4. The alignment is applied at full size (cubic-spline rotation, Fourier
+   shift) and the FSC is computed per shell; resolutions at 0.5 and 0.143 are
+   reported only where the curve crosses inside the band, ``"beyond band"``
+   when it stays above the threshold up to ``r_max``.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-from scipy.integrate import lebedev_rule
-from scipy.ndimage import affine_transform
+from scipy.ndimage import affine_transform, map_coordinates
 from scipy.optimize import minimize
+from scipy.spatial.transform import Rotation
 
-from problems.model.poses import direction_to_euler, euler_to_matrix
+BEYOND_BAND = "beyond band"
+OVERSAMPLING = 4
 
 
 def fourier_crop(x: np.ndarray, size: int) -> np.ndarray:
@@ -33,92 +58,244 @@ def fourier_crop(x: np.ndarray, size: int) -> np.ndarray:
     return np.real(scipy.fft.ifftn(np.fft.ifftshift(crop))) * (size / n) ** 3
 
 
+def _kgrid(n: int) -> np.ndarray:
+    k = np.fft.fftfreq(n) * n
+    return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+
+
 def lowpass(x: np.ndarray, radius: float) -> np.ndarray:
     """Keep spatial frequencies with ``|k| <= radius`` (frequency-index units)."""
+    return np.real(scipy.fft.ifftn(scipy.fft.fftn(x) * (_kgrid(x.shape[0]) <= radius)))
+
+
+def fourier_shift(x: np.ndarray, shift) -> np.ndarray:
+    """``out(r) = x(r - t)`` for a (fractional) shift ``t`` in pixels ``[z, y, x]``, periodic."""
     n = x.shape[0]
-    k = np.fft.fftfreq(n) * n
-    kk = k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2
-    return np.real(scipy.fft.ifftn(scipy.fft.fftn(x) * (kk <= radius**2)))
+    k = np.fft.fftfreq(n)
+    phase = np.exp(-2j * np.pi * (k[:, None, None] * shift[0] + k[None, :, None] * shift[1]
+                                  + k[None, None, :] * shift[2]))
+    return np.real(scipy.fft.ifftn(scipy.fft.fftn(x) * phase))
 
 
-def _rotate(x: np.ndarray, matrix: np.ndarray, order: int = 1) -> np.ndarray:
-    """``out(r) = x(A^T (r - c) + c)``: the volume rotated by ``A`` about its centre (arrays [z, y, x])."""
+def _rotate(x: np.ndarray, matrix: np.ndarray, order: int = 3) -> np.ndarray:
+    """``out(r) = x(A^T (r - c) + c)``: the volume rotated by ``matrix`` (x, y, z order) about ``c = N // 2``."""
     n = x.shape[0]
     c = np.full(3, n // 2, dtype=float)
-    perm = matrix[::-1, ::-1]                        # (x, y, z) matrix acting on [z, y, x] indices
-    inv = perm.T
+    inv = np.asarray(matrix)[::-1, ::-1].T              # A^T, acting on [z, y, x] indices
     return affine_transform(x, inv, offset=c - inv @ c, order=order, mode="constant")
 
 
-def _best_shift(ref_ft: np.ndarray, x: np.ndarray) -> tuple[float, tuple[int, int, int]]:
-    """Max of the cross-correlation of ``x`` with the reference (given as its FFT)."""
-    cc = np.real(scipy.fft.ifftn(ref_ft * np.conj(scipy.fft.fftn(x))))
-    flat = int(cc.argmax())
-    shift = np.unravel_index(flat, cc.shape)
-    n = x.shape[0]
-    return float(cc.flat[flat]), tuple(int(s if s <= n // 2 else s - n) for s in shift)
+def rotation_grid(step: float) -> np.ndarray:
+    """Near-uniform rotations (matrices acting on ``[z, y, x]``) with angular spacing about ``step`` rad.
+
+    Fibonacci directions (``ceil(4 pi / step^2)`` points on the sphere) x
+    ``ceil(2 pi / step)`` in-plane angles.
+    """
+    n_dir = int(np.ceil(4 * np.pi / step**2))
+    n_psi = int(np.ceil(2 * np.pi / step))
+    i = np.arange(n_dir) + 0.5
+    tilt = np.arccos(1 - 2 * i / n_dir)
+    rot = np.pi * (1 + 5**0.5) * i
+    psi = 2 * np.pi * np.arange(n_psi) / n_psi
+    euler = np.stack([np.repeat(rot, n_psi), np.repeat(tilt, n_psi), np.tile(psi, n_dir)], axis=1)
+    return Rotation.from_euler("ZYZ", euler).as_matrix()
+
+
+class _BandSampler:
+    """Off-grid values of a volume's centred DFT inside the band (oversampled, trilinear)."""
+
+    def __init__(self, x: np.ndarray, size: int):
+        n = x.shape[0]
+        y = fourier_crop(x, size) * (n / size) ** 3 if size < n else np.asarray(x, dtype=np.float64)
+        m = OVERSAMPLING * size
+        pad = np.zeros((m, m, m))
+        pad[:size, :size, :size] = y
+        pad = np.roll(pad, -(size // 2), axis=(0, 1, 2))     # phase reference at the centre voxel
+        self.spec = np.fft.fftshift(scipy.fft.fftn(pad))
+        self.centre = m // 2
+        self._parts = (np.ascontiguousarray(self.spec.real), np.ascontiguousarray(self.spec.imag))
+        self._amp = np.abs(self.spec)
+
+    def _coords(self, k: np.ndarray) -> np.ndarray:
+        return (k * OVERSAMPLING + self.centre).reshape(-1, 3).T
+
+    def __call__(self, k: np.ndarray) -> np.ndarray:
+        c = self._coords(k)
+        re, im = (map_coordinates(p, c, order=1, mode="nearest") for p in self._parts)
+        return (re + 1j * im).reshape(k.shape[:-1])
+
+    def amplitude(self, k: np.ndarray) -> np.ndarray:
+        return map_coordinates(self._amp, self._coords(k), order=1, mode="nearest").reshape(k.shape[:-1])
+
+
+def _band_points(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer frequencies of one half-space with ``1 <= |k| <= radius`` and their shell index."""
+    r = int(np.floor(radius))
+    g = np.arange(-r, r + 1)
+    k = np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3).astype(float)
+    norm = np.linalg.norm(k, axis=1)
+    half = (k[:, 0] > 0) | ((k[:, 0] == 0) & (k[:, 1] > 0)) | ((k[:, 0] == 0) & (k[:, 1] == 0) & (k[:, 2] > 0))
+    keep = half & (norm <= radius)
+    return k[keep], np.rint(norm[keep]).astype(int)
+
+
+def _shell_corr(a: np.ndarray, b: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
+    """Per-shell normalised correlation ``Re sum a conj(b) / sqrt(sum|a|^2 sum|b|^2)`` (last axis = points)."""
+    flat_a, flat_b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    out = np.empty((flat_a.shape[0], n_shells))
+    for s in range(1, n_shells + 1):
+        sel = shells == s
+        aa, bb = flat_a[:, sel], flat_b[:, sel]
+        num = np.real(np.sum(aa * np.conj(bb), axis=1))
+        out[:, s - 1] = num / np.sqrt(np.sum(np.abs(aa) ** 2, axis=1) * np.sum(np.abs(bb) ** 2, axis=1) + 1e-300)
+    return out.reshape(a.shape[:-1] + (n_shells,))
+
+
+def _distinct_best(scores: np.ndarray, grid: np.ndarray, count: int, min_angle: float) -> list[np.ndarray]:
+    """The ``count`` best rotations at least ``min_angle`` apart (greedy)."""
+    chosen: list[np.ndarray] = []
+    min_trace = 1 + 2 * np.cos(min_angle)        # angle(A, B) > min_angle  <=>  trace(A B^T) < this
+    for i in np.argsort(-scores):
+        if not chosen or np.max(np.einsum("ij,cij->c", grid[i], np.asarray(chosen))) < min_trace:
+            chosen.append(grid[i])
+            if len(chosen) == count:
+                break
+    return chosen
 
 
 def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None = None,
-          search_size: int = 24, lebedev_order: int = 11, n_inplane: int = 12) -> dict:
-    """Rotate, translate and (if needed) mirror ``estimate`` onto ``reference``.
+          n_candidates: int = 8, n_screen: int = 40, step: float | None = None) -> dict:
+    """Rotate, translate (sub-voxel) and, if it fits better, mirror ``estimate`` onto ``reference``.
 
-    Returns ``{"aligned", "rotation", "mirrored", "shift", "correlation"}``
-    where ``correlation`` is the normalised real-space correlation after
-    alignment (of the low-passed volumes).
+    Parameters
+    ----------
+    band_radius : float
+        ``r_max`` in frequency-index units; alignment and scores use ``1 <= |k| <= r_max``.
+    n_screen, n_candidates : int
+        Distinct best coarse rotations (by amplitude) re-scored with phase per
+        hand, and how many of those are refined.
+    step : float
+        Coarse angular step (rad); default ``1 / r_max`` (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``aligned`` (full size), ``rotation`` (3x3, x-y-z order), ``mirrored``,
+        ``shift`` (pixels, ``[z, y, x]``), ``band_fsc`` (mean in-band FSC of the
+        winning candidate on the search grid) and ``hands`` (best score per hand).
     """
+    estimate = np.asarray(estimate, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if estimate.shape != reference.shape or estimate.ndim != 3 or len(set(estimate.shape)) != 1:
+        raise ValueError(f"align: need two cubic volumes of one shape, got {estimate.shape} and {reference.shape}")
+    if not (np.isfinite(estimate).all() and np.isfinite(reference).all()):
+        raise ValueError("align: volumes must be finite")
     n = reference.shape[0]
-    radius = band_radius if band_radius is not None else n / 2
-    ref_lp, est_lp = lowpass(reference, radius), lowpass(estimate, radius)
-    size = min(search_size, n)
-    ref_s, est_s = fourier_crop(ref_lp, size), fourier_crop(est_lp, size)
-    ref_s = (ref_s - ref_s.mean()) / (ref_s.std() + 1e-30)
-    ref_ft = scipy.fft.fftn(ref_s)
-    points, _ = lebedev_rule(lebedev_order)
-    rot, tilt = direction_to_euler(points)
-    psi = 2 * np.pi * np.arange(n_inplane) / n_inplane
-    grid = euler_to_matrix(np.repeat(rot, n_inplane), np.repeat(tilt, n_inplane), np.tile(psi, len(rot)))
-
-    def score(vol_s, matrix):
-        moved = _rotate(vol_s, matrix)
-        moved = (moved - moved.mean()) / (moved.std() + 1e-30)
-        return _best_shift(ref_ft, moved)[0] / moved.size
-
-    best = (-np.inf, None, None)
+    radius = float(band_radius) if band_radius is not None else n / 4
+    size = min(n, 2 * int(np.ceil(radius)) + 4)
+    step = 1.0 / radius if step is None else float(step)
+    k, shells = _band_points(radius)
+    n_shells = int(shells.max())
+    ref = _BandSampler(reference, size)
+    ref_k = ref(k)
+    ref_amp = np.abs(ref_k)
+    grid = rotation_grid(step)
+    rotated_k = np.einsum("gji,pj->gpi", grid, k)          # A^T k for every grid rotation
+    best = None
+    hands = {}
     for mirrored in (False, True):
-        vol_s = est_s[::-1] if mirrored else est_s
-        for matrix in grid:
-            s = score(vol_s, matrix)
-            if s > best[0]:
-                best = (s, matrix, mirrored)
-    _, matrix0, mirrored = best
-    vol_s = est_s[::-1] if mirrored else est_s
-    from scipy.spatial.transform import Rotation
-    base = Rotation.from_matrix(matrix0)
+        sampler = _BandSampler(estimate[::-1] if mirrored else estimate, size)
+        amp = sampler.amplitude(rotated_k)
+        coarse = _shell_corr(amp - _shell_means(amp, shells, n_shells),
+                             (ref_amp - _shell_means(ref_amp, shells, n_shells))[None], shells, n_shells).mean(axis=1)
+        # Amplitudes cannot see translations but also miss phase: rank the best distinct
+        # grid rotations again with the phase (translation from the cross-correlation).
+        screened = []
+        for a0 in _distinct_best(coarse, grid, n_screen, 2 * step):
+            t0, cc = _translation(sampler(k @ a0), ref_k, k, n, 2 * size)
+            screened.append((cc, a0, t0))
+        screened.sort(key=lambda item: -item[0])
+        # Short refinement of every screened candidate, then the best one of this hand to convergence.
+        quick = [_refine(sampler, ref_k, k, shells, n_shells, a0, t0, radius, n, maxiter=150)
+                 for _, a0, t0 in screened[:n_candidates]]
+        _, a1, t1 = min(quick, key=lambda item: item[0])
+        res = _refine(sampler, ref_k, k, shells, n_shells, a1, t1, radius, n)
+        hands[mirrored] = -res[0]
+        if best is None or res[0] < best[0]:
+            best = (res[0], res[1], res[2], mirrored)
+    score, a, t, mirrored = best
+    matrix = a[::-1, ::-1]
+    aligned = apply_alignment(estimate, matrix, mirrored, t)
+    return {"aligned": aligned, "rotation": matrix, "mirrored": bool(mirrored), "shift": t,
+            "band_fsc": float(-score), "hands": {"original": hands[False], "mirrored": hands[True]}}
 
-    def loss(v):
-        return -score(vol_s, (Rotation.from_rotvec(v) * base).as_matrix())
 
-    res = minimize(loss, np.zeros(3), method="Nelder-Mead",
-                   options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 200, "initial_simplex":
-                            np.vstack([np.zeros(3), 0.1 * np.eye(3)])})
-    matrix = (Rotation.from_rotvec(res.x) * base).as_matrix()
-    full = estimate[::-1] if mirrored else estimate
-    rotated = _rotate(np.asarray(full, dtype=np.float64), matrix)
-    _, shift = _best_shift(scipy.fft.fftn(ref_lp), lowpass(rotated, radius))
-    aligned = np.roll(rotated, shift, axis=(0, 1, 2))
-    a, b = lowpass(aligned, radius).ravel(), ref_lp.ravel()
-    corr = float(np.corrcoef(a, b)[0, 1])
-    return {"aligned": aligned.astype(np.float32), "rotation": matrix, "mirrored": bool(mirrored),
-            "shift": shift, "correlation": corr}
+def _shell_means(values: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
+    out = np.empty_like(values)
+    for s in range(1, n_shells + 1):
+        sel = shells == s
+        out[..., sel] = values[..., sel].mean(axis=-1, keepdims=True)
+    return out
+
+
+def _translation(rotated: np.ndarray, ref_k: np.ndarray, k: np.ndarray, n: int,
+                 length: int) -> tuple[np.ndarray, float]:
+    """Shift ``t`` on a grid of spacing ``n / L`` maximising ``Re sum conj(ref) rotated e^{-2 pi i k.t/n}``,
+    and that maximum normalised by the norms (a correlation)."""
+    grid = np.zeros((length,) * 3, dtype=complex)
+    idx = tuple((k.astype(int) % length).T)
+    prod = np.conj(ref_k) * rotated
+    grid[idx] = prod
+    grid[tuple((-k.astype(int) % length).T)] = np.conj(prod)    # the other half-space
+    cc = np.real(scipy.fft.fftn(grid))
+    j = np.array(np.unravel_index(int(cc.argmax()), cc.shape), dtype=float)
+    j[j >= length / 2] -= length
+    norm = 2 * np.sqrt(np.sum(np.abs(ref_k) ** 2) * np.sum(np.abs(rotated) ** 2)) + 1e-300
+    return j * n / length, float(cc.max() / norm)
+
+
+def _rodrigues(v: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the rotation vector ``v`` (angle ``|v|`` about ``v / |v|``)."""
+    theta = float(np.linalg.norm(v))
+    if theta < 1e-12:
+        return np.eye(3)
+    kx, ky, kz = v / theta
+    cross = np.array([[0, -kz, ky], [kz, 0, -kx], [-ky, kx, 0]])
+    return np.eye(3) + np.sin(theta) * cross + (1 - np.cos(theta)) * cross @ cross
+
+
+def _refine(sampler: _BandSampler, ref_k, k, shells, n_shells, a0, t0, radius, n, maxiter=1500):
+    """Nelder-Mead over (rotation vector x r_max, shift) of minus the mean in-band FSC.
+
+    Rotation-vector units are scaled by ``r_max`` so that one unit moves the
+    outer shell by about one voxel, like one unit of shift.
+    """
+    ref_power = np.bincount(shells, np.abs(ref_k) ** 2, minlength=n_shells + 1)[1:]
+    conj_ref = np.conj(ref_k)
+
+    def unpack(p):
+        return _rodrigues(p[:3] / radius) @ a0, p[3:]
+
+    def loss(p):
+        a, t = unpack(p)
+        vals = sampler(k @ a) * np.exp(-2j * np.pi * (k @ t) / n)
+        num = np.bincount(shells, np.real(vals * conj_ref), minlength=n_shells + 1)[1:]
+        power = np.bincount(shells, np.abs(vals) ** 2, minlength=n_shells + 1)[1:]
+        return -np.mean(num / np.sqrt(ref_power * power + 1e-300))
+
+    p0 = np.concatenate([np.zeros(3), t0])
+    simplex = np.vstack([p0, p0 + 0.7 * np.eye(6)])
+    res = minimize(loss, p0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-7, "maxiter": maxiter})
+    a, t = unpack(res.x)
+    return float(res.fun), a, np.asarray(t, dtype=float)
 
 
 def fsc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fourier shell correlation; returns (shell frequency in cycles/pixel, FSC) for shells 1..N/2-1."""
     n = a.shape[0]
     fa, fb = scipy.fft.fftn(a), scipy.fft.fftn(b)
-    k = np.fft.fftfreq(n) * n
-    shell = np.rint(np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)).astype(int)
+    shell = np.rint(_kgrid(n)).astype(int)
     nshell = n // 2
     num = np.bincount(shell.ravel(), np.real(fa * np.conj(fb)).ravel(), minlength=nshell + 1)[1:nshell]
     pa = np.bincount(shell.ravel(), (np.abs(fa) ** 2).ravel(), minlength=nshell + 1)[1:nshell]
@@ -126,11 +303,20 @@ def fsc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(1, nshell) / n, num / np.sqrt(pa * pb + 1e-300)
 
 
-def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, pixel_size: float) -> float:
-    """Resolution (Å) where the FSC first drops below ``threshold`` (linear interpolation)."""
+def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, pixel_size: float,
+                  band_limit: float | None = None) -> float | str:
+    """Resolution (Å) where the FSC first drops below ``threshold`` (linear interpolation).
+
+    Only shells with ``freq <= band_limit`` (cycles/pixel) are looked at; if
+    the curve stays above the threshold through the band the answer is
+    :data:`BEYOND_BAND` (the data cannot tell), and ``inf`` if it starts below.
+    """
+    if band_limit is not None:
+        inside = freq <= band_limit + 1e-12
+        freq, curve = freq[inside], curve[inside]
     below = np.flatnonzero(curve < threshold)
     if below.size == 0:
-        return 2 * pixel_size
+        return BEYOND_BAND if band_limit is not None else float(2 * pixel_size)
     i = int(below[0])
     if i == 0:
         return float("inf")
@@ -141,19 +327,34 @@ def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, pixel_s
 
 def compare_to_truth(estimate: np.ndarray, truth: np.ndarray, pixel_size: float,
                      band_radius: float | None = None) -> dict:
-    """Align, then FSC: returns curve, resolutions at 0.5 and 0.143, alignment summary."""
-    result = align(estimate, truth, band_radius)
+    """Align, then FSC at full size.
+
+    Returns the FSC curve (every shell) with ``in_band`` flags, the mean
+    in-band FSC weighted by shell size (``fsc_band_mean``), resolutions at 0.5
+    and 0.143 inside the band (or ``"beyond band"``), the aligned real-space
+    correlation of the band-limited volumes, and the alignment.
+    """
+    n = truth.shape[0]
+    radius = float(band_radius) if band_radius is not None else n / 4
+    result = align(estimate, truth, radius)
     freq, curve = fsc(result["aligned"], truth)
-    return {"frequency": freq.tolist(), "fsc": curve.tolist(),
-            "resolution_0.5": resolution_at(freq, curve, 0.5, pixel_size),
-            "resolution_0.143": resolution_at(freq, curve, 0.143, pixel_size),
-            "correlation": result["correlation"], "mirrored": result["mirrored"],
-            "rotation": np.asarray(result["rotation"]).tolist(), "shift": list(result["shift"]),
-            "aligned": result["aligned"]}
+    in_band = freq * n <= radius + 1e-9
+    counts = np.bincount(np.rint(_kgrid(n)).astype(int).ravel(), minlength=n // 2 + 1)[1:n // 2]
+    band_mean = float(np.sum(curve[in_band] * counts[in_band]) / np.sum(counts[in_band]))
+    a, b = lowpass(result["aligned"], radius).ravel(), lowpass(np.asarray(truth, float), radius).ravel()
+    return {"frequency": freq.tolist(), "fsc": curve.tolist(), "in_band": in_band.tolist(),
+            "band_limit_cycles_per_pixel": radius / n, "fsc_band_mean": band_mean,
+            "resolution_0.5": resolution_at(freq, curve, 0.5, pixel_size, radius / n),
+            "resolution_0.143": resolution_at(freq, curve, 0.143, pixel_size, radius / n),
+            "correlation": float(np.corrcoef(a, b)[0, 1]), "mirrored": result["mirrored"],
+            "hand_scores": result["hands"], "rotation": np.asarray(result["rotation"]).tolist(),
+            "shift": [float(s) for s in result["shift"]], "aligned": result["aligned"]}
 
 
 def apply_alignment(volume: np.ndarray, rotation, mirrored: bool, shift) -> np.ndarray:
-    """Apply an alignment found by :func:`align` (e.g. stored in a run record) to a volume."""
-    full = volume[::-1] if mirrored else volume
-    rotated = _rotate(np.asarray(full, dtype=np.float64), np.asarray(rotation))
-    return np.roll(rotated, tuple(shift), axis=(0, 1, 2)).astype(np.float32)
+    """Apply an alignment found by :func:`align` (e.g. stored in a run record) to a volume:
+    mirror (``[::-1]``), rotate about ``N // 2`` (cubic spline), shift (Fourier, sub-voxel)."""
+    full = np.asarray(volume, dtype=np.float64)
+    full = full[::-1] if mirrored else full
+    rotated = _rotate(full, np.asarray(rotation))
+    return fourier_shift(rotated, np.asarray(shift, dtype=float)).astype(np.float32)
