@@ -28,10 +28,14 @@ Fast evaluation (DESIGN.md, "Fast evaluation"):
   ``V = Im X @ (2 Im S)^T`` their logits are ``U + V`` and ``U - V``: only turns
   0 and 1 enter the products, half the work of multiplying all four
   (:mod:`.marginal_kernels`).
+* Shifts leave ``|C S|^2`` unchanged, so the ``X_q`` third of ``U`` is one
+  product for all shifts: ``2 n_shift + 1`` instead of ``3 n_shift`` blocks of
+  ``D`` columns per direction of the products.
 * The posterior is formed in place by a fused, parallel log-sum-exp that
-  leaves ``e_+ + e_-`` and ``e_+ - e_-`` behind; the gradient with respect to
-  the slices is ``(Z_q * S - Z_a) / sigma^2`` with
-  ``[Re Z_a, Z_q] = P_sum^T [Re X, X_q]`` and ``Im Z_a = P_diff^T Im X``.
+  leaves ``e_+ + e_-`` and ``e_+ - e_-`` behind (and their sum over shifts);
+  the gradient with respect to the slices is ``(Z_q * S - Z_a) / sigma^2``
+  with ``Re Z_a = P_sum^T Re X``, ``Im Z_a = P_diff^T Im X`` and
+  ``Z_q = (sum_s P_sum)^T X_q``.
 
 Hot loop in float32/complex64 (or float64/complex128 for tests); per-image
 values are accumulated and returned in float64.
@@ -67,13 +71,14 @@ class BatchTerms:
     """Pose-independent image terms of a batch (built once per batch).
 
     Rows ``2 s + p`` (shift ``s``, quarter turn ``p`` in {0, 1}) of every image:
-    ``xu``: (2 * n_shift * B, 2D) ``[Re X, X_q]`` and ``xv``: (2 * n_shift * B, D)
-    ``Im X`` with ``X = c C I`` of the shifted, turned image and ``X_q = c C^2``;
-    ``norm2``: (B,) float64 ``sum_t c_t |I_t|^2``.
+    ``xr``, ``xi``: (2 * n_shift * B, D) ``Re X``, ``Im X`` with ``X = c C I``
+    of the shifted, turned image; ``xq``: (2 * B, D) ``X_q = c C^2`` of the
+    turned CTF (rows ``p``); ``norm2``: (B,) float64 ``sum_t c_t |I_t|^2``.
     """
 
-    xu: np.ndarray
-    xv: np.ndarray
+    xr: np.ndarray
+    xi: np.ndarray
+    xq: np.ndarray
     norm2: np.ndarray
     size: int
 
@@ -145,13 +150,10 @@ class MarginalLikelihood:
         ctf_q = np.moveaxis(ctf[:, self.turn_index], 1, 0)[None]                 # (1, 2, B, D)
         x = self.mult * ctf_q * variants
         x.imag[..., 0] = 0
-        q = np.broadcast_to(self.mult * ctf_q**2, x.shape)
-        xu = np.concatenate([x.real, q], axis=-1).reshape(-1, 2 * d)
-        xv = x.imag.reshape(-1, d)
         norm2 = (np.abs(images.astype(np.complex128)) ** 2 * self.band.multiplicity).sum(axis=1)
-        terms = BatchTerms(xu=np.ascontiguousarray(xu, dtype=self.dtype),
-                           xv=np.ascontiguousarray(xv, dtype=self.dtype), norm2=norm2, size=b)
-        return terms
+        rows = (lambda a: np.ascontiguousarray(a.reshape(-1, d), dtype=self.dtype))
+        return BatchTerms(xr=rows(x.real), xi=rows(x.imag), xq=rows(self.mult * ctf_q**2),
+                          norm2=norm2, size=b)
 
     # --------------------------------------------------------------- slicing
     def slices(self, x: np.ndarray) -> np.ndarray:
@@ -164,23 +166,24 @@ class MarginalLikelihood:
 
     def _exp_logits(self, s: np.ndarray, terms: BatchTerms, combine: bool = True,
                     timings: dict | None = None):
-        """Pair posteriors ``(u, v)`` (2 n_shift, B, n_base) unnormalised (see
-        :func:`.marginal_kernels.exp_pairs_fast`), per-image NLL (B,) and ``1 / sum e``."""
+        """Pair posteriors ``(u, v)`` (2 n_shift, B, n_base) unnormalised and their
+        shift sum ``q`` (2, B, n_base) (see :func:`.marginal_kernels.exp_pairs_fast`),
+        per-image NLL (B,) and ``1 / sum e``."""
         n_base = s.shape[0]
         with _phase(timings, "forward GEMM"):
-            qu = np.concatenate([2 * s.real, -(s.real**2 + s.imag**2)], axis=1)
-            u = (terms.xu @ qu.T).reshape(-1, terms.size, n_base)
-            v = (terms.xv @ (2 * s.imag).T).reshape(-1, terms.size, n_base)
+            u = (terms.xr @ (2 * s.real).T).reshape(-1, terms.size, n_base)
+            v = (terms.xi @ (2 * s.imag).T).reshape(-1, terms.size, n_base)
+            q = (terms.xq @ -(s.real**2 + s.imag**2).T).reshape(2, terms.size, n_base)
         with _phase(timings, "log-sum-exp"):
             lse = np.empty(terms.size, dtype=np.float64)
             inv_total = np.empty(terms.size, dtype=np.float64)
             kernel = exp_pairs_fast if self.dtype == np.float32 else exp_pairs_exact
-            kernel(u, v, self.log_weights, self.dtype.type(self.scale), combine, lse, inv_total)
-        return u, v, terms.norm2 * self.scale - lse, inv_total
+            kernel(u, v, q, self.log_weights, self.dtype.type(self.scale), combine, lse, inv_total)
+        return u, v, q, terms.norm2 * self.scale - lse, inv_total
 
     def _posterior(self, s: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
         """Posterior ``P`` (n_shift, 4, B, n_base) over poses and per-image NLL (B,) float64."""
-        e_p, e_m, nll, inv_total = self._exp_logits(s, terms, combine=False)
+        e_p, e_m, _, nll, inv_total = self._exp_logits(s, terms, combine=False)
         n_shift = self.quadrature.n_shifts
         p = np.concatenate([e_p.reshape(n_shift, 2, terms.size, -1),
                             e_m.reshape(n_shift, 2, terms.size, -1)], axis=1)
@@ -192,14 +195,16 @@ class MarginalLikelihood:
         n_var = rows.shape[0] // inv_total.size
         return rows * np.tile(inv_total.astype(self.dtype), n_var)[:, None]
 
-    def _pair_products(self, p_sum, p_diff, terms: BatchTerms, inv_total=None):
-        """``Z^T`` as ``([Re Z_a; Z_q], Im Z_a)`` = ``(xu^T P_sum, xv^T P_diff)`` (optionally ``/ total``)."""
-        xu, xv = terms.xu, terms.xv
+    def _pair_products(self, p_sum, p_diff, p_q, terms: BatchTerms, inv_total=None):
+        """``Z^T`` blocks ``(Re Z_a, Im Z_a, Z_q)``, each (D, n_base): ``xr^T P_sum``,
+        ``xi^T P_diff`` and ``xq^T sum_s P_sum`` (rows optionally ``/ total``)."""
+        xr, xi, xq = terms.xr, terms.xi, terms.xq
         if inv_total is not None:
-            xu, xv = self._rows_over_total(xu, inv_total), self._rows_over_total(xv, inv_total)
+            xr, xi, xq = (self._rows_over_total(a, inv_total) for a in (xr, xi, xq))
         n_base = p_sum.shape[-1]
         # Z^T = (x / total)^T e: this orientation runs ~1.5x faster than e^T (x / total)
-        return xu.T @ p_sum.reshape(-1, n_base), xv.T @ p_diff.reshape(-1, n_base)
+        return (xr.T @ p_sum.reshape(-1, n_base), xi.T @ p_diff.reshape(-1, n_base),
+                xq.T @ p_q.reshape(-1, n_base))
 
     # ------------------------------------------------------------ public API
     def nll(self, x: np.ndarray, terms: BatchTerms) -> np.ndarray:
@@ -207,7 +212,7 @@ class MarginalLikelihood:
         s = self.slices(x)
         if self._backend is not None:
             return self._backend.nll(s, terms)
-        return self._exp_logits(s, terms)[2]
+        return self._exp_logits(s, terms)[3]
 
     def posterior(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
         """Posterior over poses in pose order, shape (B, M), and per-image NLL."""
@@ -229,11 +234,11 @@ class MarginalLikelihood:
             with _phase(timings, "pose phases (" + self.device + ")"):
                 nll, g = self._backend.nll_and_slice_grad(s, terms)
         else:
-            e_sum, e_diff, nll, inv_total = self._exp_logits(s, terms, True, timings)
+            e_sum, e_diff, e_q, nll, inv_total = self._exp_logits(s, terms, True, timings)
             with _phase(timings, "backward GEMM"):
-                zu_t, zv_t = self._pair_products(e_sum, e_diff, terms, inv_total)
+                zr_t, zi_t, zq_t = self._pair_products(e_sum, e_diff, e_q, terms, inv_total)
                 g = np.empty_like(s)
-                slice_gradient_t(zu_t, zv_t, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
+                slice_gradient_t(zr_t, zi_t, zq_t, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
         with _phase(timings, "adjoint slicing"):
             g_cube = self.slicer.adjoint(g)
         with _phase(timings, "adjoint DFT"):
@@ -243,35 +248,35 @@ class MarginalLikelihood:
     def gemm_flops(self, batch_size: int) -> float:
         """Floating-point operations of the forward + backward products for one batch.
 
-        Each direction multiplies ``2 n_shift B`` rows of ``3D`` columns
-        (``xu`` and ``xv``) by the ``n_base`` slices.
+        Each direction multiplies ``2 n_shift B`` rows of ``2D`` columns
+        (``xr``, ``xi``) and ``2B`` rows of ``D`` columns (``xq``) by the
+        ``n_base`` slices.
         """
-        rows = 2 * self.quadrature.n_shifts * batch_size
-        return 2.0 * 2.0 * rows * 3 * self.band.size * self.quadrature.n_base
+        rows = 2 * batch_size * (2 * self.quadrature.n_shifts + 1)
+        return 2.0 * 2.0 * rows * self.band.size * self.quadrature.n_base
 
     def hvp(self, x: np.ndarray, v: np.ndarray, terms: BatchTerms) -> np.ndarray:
         """Hessian of the batch-mean NLL at ``x`` applied to ``v``.
 
         With ``W = T F v`` the slices of the direction, the logit derivatives of
-        a pair are ``dU +- dV`` with ``dU = xu @ [2 Re W, -2 Re(conj(S) W)]^T``
-        and ``dV = xv @ (2 Im W)^T`` (times ``1 / (2 sigma^2)``); the posterior
-        derivative ``dp = p (dL - sum_j p dL)`` is formed per pair
-        (:func:`.marginal_kernels.hvp_posterior_derivative`), and the
-        slice-space product ``(Z_q W + dZ_q S - dZ_a) / sigma^2`` with
+        a pair are ``dU + dQ +- dV`` with ``dU = xr @ (2 Re W)^T``,
+        ``dQ = xq @ (-2 Re(conj(S) W))^T`` and ``dV = xi @ (2 Im W)^T`` (times
+        ``1 / (2 sigma^2)``); the posterior derivative ``dp = p (dL - sum_j p dL)``
+        is formed per pair (:func:`.marginal_kernels.hvp_posterior_derivative`),
+        and the slice-space product ``(Z_q W + dZ_q S - dZ_a) / sigma^2`` with
         ``Z = P^T X`` and ``dZ = dP^T X`` is mapped back by the adjoint slicing.
         """
         s = self.slices(x)
         w = self.slices(v)
-        e_sum, e_diff, _, inv_total = self._exp_logits(s, terms, combine=True)
-        n_base, d = s.shape
-        dw = np.concatenate([2 * w.real, -2 * (s.conj() * w).real], axis=1) * self.dtype.type(self.scale)
-        du = (terms.xu @ dw.T).reshape(e_sum.shape)
-        dv = (terms.xv @ (2 * self.dtype.type(self.scale) * w.imag).T).reshape(e_sum.shape)
-        hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dv)
-        zq = (terms.xu[:, d:] * np.tile(inv_total.astype(self.dtype), e_sum.shape[0])[:, None]).T \
-            @ e_sum.reshape(-1, n_base)
-        dzu, dzv = self._pair_products(du, dv, terms)
-        h = (zq.T * w + dzu[d:].T * s - (dzu[:d].T + 1j * dzv.T)) / (self.sigma**2 * terms.size)
+        e_sum, e_diff, e_q, _, inv_total = self._exp_logits(s, terms, combine=True)
+        kappa = self.dtype.type(self.scale)
+        du = (terms.xr @ (2 * kappa * w.real).T).reshape(e_sum.shape)
+        dv = (terms.xi @ (2 * kappa * w.imag).T).reshape(e_sum.shape)
+        dq = (terms.xq @ (-2 * kappa * (s.conj() * w).real).T).reshape(e_q.shape)
+        hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv)
+        zq = self._rows_over_total(terms.xq, inv_total).T @ e_q.reshape(-1, s.shape[0])
+        dzr, dzi, dzq = self._pair_products(du, dv, dq, terms)
+        h = (zq.T * w + dzq.T * s - (dzr.T + 1j * dzi.T)) / (self.sigma**2 * terms.size)
         return self.slices_adjoint(h.astype(self.cdtype, copy=False))
 
     def expectation(self, x: np.ndarray, terms: BatchTerms, hard: bool = False):
@@ -292,10 +297,9 @@ class MarginalLikelihood:
             one_hot = np.zeros_like(flat)
             one_hot[np.arange(terms.size), best] = 1
             p = np.moveaxis(one_hot.reshape(terms.size, *p.shape[:2], -1), 0, 2)
-        zu_t, zv_t = self._pair_products(p[:, :2] + p[:, 2:], p[:, :2] - p[:, 2:], terms)
-        d = s.shape[1]
-        za = (zu_t[:d].T + 1j * zv_t.T).astype(self.cdtype)
-        return za, np.ascontiguousarray(zu_t[d:].T)
+        p_sum = p[:, :2] + p[:, 2:]
+        zr_t, zi_t, zq_t = self._pair_products(p_sum, p[:, :2] - p[:, 2:], p_sum.sum(axis=0), terms)
+        return (zr_t.T + 1j * zi_t.T).astype(self.cdtype), np.ascontiguousarray(zq_t.T)
 
     def complete_data_objective(self, x: np.ndarray, za: np.ndarray, zq: np.ndarray,
                                 count: int) -> tuple[float, np.ndarray]:

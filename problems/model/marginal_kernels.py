@@ -1,17 +1,19 @@
 """Fused numba kernels of the conjugate-pair marginal likelihood (:mod:`.marginal`).
 
 Layout shared by every kernel: the products of the image-variant rows with
-the base slices come as two arrays ``u`` and ``v`` of shape
+the base slices come as arrays ``u`` and ``v`` of shape
 ``(n_shift * 2, B, n_base)``, row ``2 s + p`` for shift ``s`` and quarter turn
-``p`` in {0, 1}.  The logits of the four quarter turns of shift ``s`` are
+``p`` in {0, 1}, and ``q`` of shape ``(2, B, n_base)``, the shift-independent
+``<c C^2, -|S|^2>`` term.  The logits of the four quarter turns of shift ``s`` are
 
 .. math::
 
-    L_{s,p} = \\kappa (u_{2s+p} + v_{2s+p}) + \\log w_{s,p},\\qquad
-    L_{s,p+2} = \\kappa (u_{2s+p} - v_{2s+p}) + \\log w_{s,p+2}
+    L_{s,p} = \\kappa (u_{2s+p} + q_p + v_{2s+p}) + \\log w_{s,p},\\qquad
+    L_{s,p+2} = \\kappa (u_{2s+p} + q_p - v_{2s+p}) + \\log w_{s,p+2}
 
 (``kappa = 1 / (2 sigma^2)``): turning an image by 180 degrees conjugates its
-half-plane coefficients, which flips the sign of the ``Im`` part ``v`` only.
+half-plane coefficients, which flips the sign of the ``Im`` part ``v`` only,
+and a shift is a phase ramp, which leaves ``|C S|^2`` alone.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def _exp2_poly(t):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def exp_pairs_fast(u, v, log_weights, scale, combine, lse, inv_total):
+def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
     """float32: unnormalised posteriors of both turns of every pair, in place.
 
     ``exp`` is ``2^n * p(f)`` with the degree-6 polynomial of :func:`_exp2_poly`
@@ -42,7 +44,7 @@ def exp_pairs_fast(u, v, log_weights, scale, combine, lse, inv_total):
 
     On return ``u, v`` hold ``(e_+ + e_-, e_+ - e_-)`` when ``combine`` (what
     the gradient's products need) and ``(e_+, e_-)`` otherwise, with
-    ``e = exp(L - max_b L)``; ``lse[b] = log sum e`` over all poses of image
+    ``e = exp(L - max_b L)``; ``q[p]`` holds ``sum_s (e_+ + e_-)[2s + p]``; ``lse[b] = log sum e`` over all poses of image
     ``b`` and ``inv_total[b] = 1 / sum e``.  ``log_weights``: (n_shift, 4, n_base).
     """
     n_row, n_img, n_pose = u.shape
@@ -51,20 +53,21 @@ def exp_pairs_fast(u, v, log_weights, scale, combine, lse, inv_total):
     for b in numba.prange(n_img):
         top = np.float32(-np.inf)
         for r in range(n_row):
-            ur, vr = u[r, b], v[r, b]
+            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b]
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = ur[m] * scale
+                a = (ur[m] + qr[m]) * scale
                 c = vr[m] * scale
                 top = max(top, max(a + c + wp[m], a - c + wm[m]))
         total = 0.0
         bits_p = np.empty(n_pose, dtype=np.int32)
         bits_m = np.empty(n_pose, dtype=np.int32)
+        acc = np.zeros((2, n_pose), dtype=np.float32)    # q is still read until the last row
         for r in range(n_row):
-            ur, vr = u[r, b], v[r, b]
+            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b]
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = ur[m] * scale
+                a = (ur[m] + qr[m]) * scale
                 c = vr[m] * scale
                 pp, np_ = _exp2_poly(max((a + c + wp[m] - top) * log2e, lo))
                 pm, nm = _exp2_poly(max((a - c + wm[m] - top) * log2e, lo))
@@ -74,22 +77,25 @@ def exp_pairs_fast(u, v, log_weights, scale, combine, lse, inv_total):
                 bits_m[m] = (np.int32(nm) + np.int32(127)) * np.int32(8388608)
             pow_p = bits_p.view(np.float32)
             pow_m = bits_m.view(np.float32)
+            acc_r = acc[r % 2]
             for m in range(n_pose):
                 ep = ur[m] * pow_p[m]
                 em = vr[m] * pow_m[m]
                 total += ep + em
+                acc_r[m] += ep + em
                 if combine:
                     ur[m] = ep + em
                     vr[m] = ep - em
                 else:
                     ur[m] = ep
                     vr[m] = em
+        q[:, b] = acc
         lse[b] = top + np.log(total)
         inv_total[b] = 1.0 / total
 
 
 @numba.njit(parallel=True, cache=True)
-def exp_pairs_exact(u, v, log_weights, scale, combine, lse, inv_total):
+def exp_pairs_exact(u, v, q, log_weights, scale, combine, lse, inv_total):
     """float64 (derivative checks): as :func:`exp_pairs_fast` with libm's exp."""
     n_row, n_img, n_pose = u.shape
     for b in numba.prange(n_img):
@@ -97,38 +103,43 @@ def exp_pairs_exact(u, v, log_weights, scale, combine, lse, inv_total):
         for r in range(n_row):
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = u[r, b, m] * scale
+                a = (u[r, b, m] + q[r % 2, b, m]) * scale
                 c = v[r, b, m] * scale
                 top = max(top, a + c + wp[m], a - c + wm[m])
         total = 0.0
+        acc = np.zeros((2, n_pose))
         for r in range(n_row):
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = u[r, b, m] * scale
+                a = (u[r, b, m] + q[r % 2, b, m]) * scale
                 c = v[r, b, m] * scale
                 ep = np.exp(a + c + wp[m] - top)
                 em = np.exp(a - c + wm[m] - top)
                 total += ep + em
+                acc[r % 2, m] += ep + em
                 if combine:
                     u[r, b, m] = ep + em
                     v[r, b, m] = ep - em
                 else:
                     u[r, b, m] = ep
                     v[r, b, m] = em
+        q[:, b] = acc
         lse[b] = top + np.log(total)
         inv_total[b] = 1.0 / total
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dv):
-    """Posterior derivative of the pairs, in place: ``du <- dP_+ + dP_-``, ``dv <- dP_+ - dP_-``.
+def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv):
+    """Posterior derivative of the pairs, in place.
 
     With normalised posteriors ``P_sum = e_sum / total_b = p_+ + p_-``,
-    ``P_diff = e_diff / total_b = p_+ - p_-`` and logit derivatives ``dL_+- = du +- dv``, ``dp = p (dL - mu_b)`` where
-    ``mu_b = sum_poses p dL = sum (P_sum du + P_diff dv)``, so
+    ``P_diff = e_diff / total_b = p_+ - p_-`` and logit derivatives
+    ``dL_+- = du + dq_p +- dv``, ``dp = p (dL - mu_b)`` where
+    ``mu_b = sum_poses p dL = sum (P_sum (du + dq) + P_diff dv)``, so
 
-    ``dp_+ + dp_- = P_sum (du - mu) + P_diff dv`` and
-    ``dp_+ - dp_- = P_diff (du - mu) + P_sum dv``.
+    ``dp_+ + dp_- = P_sum (du + dq - mu) + P_diff dv`` (into ``du``),
+    ``dp_+ - dp_- = P_diff (du + dq - mu) + P_sum dv`` (into ``dv``),
+    and ``dq[p] <- sum_s (dp_+ + dp_-)[2s + p]``.
     """
     n_row, n_img, n_pose = du.shape
     for b in numba.prange(n_img):
@@ -136,23 +147,26 @@ def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dv):
         mu = 0.0
         for r in range(n_row):
             for m in range(n_pose):
-                mu += e_sum[r, b, m] * du[r, b, m] + e_diff[r, b, m] * dv[r, b, m]
+                mu += e_sum[r, b, m] * (du[r, b, m] + dq[r % 2, b, m]) + e_diff[r, b, m] * dv[r, b, m]
         mu *= inv
         for r in range(n_row):
             for m in range(n_pose):
-                a = du[r, b, m] - mu
+                a = du[r, b, m] + dq[r % 2, b, m] - mu
                 c = dv[r, b, m]
                 du[r, b, m] = inv * (e_sum[r, b, m] * a + e_diff[r, b, m] * c)
                 dv[r, b, m] = inv * (e_diff[r, b, m] * a + e_sum[r, b, m] * c)
+        for p in range(2):
+            for m in range(n_pose):
+                acc = 0.0
+                for r in range(p, n_row, 2):
+                    acc += du[r, b, m]
+                dq[p, b, m] = acc
 
 
 @numba.njit(cache=True, fastmath=True)
-def slice_gradient_t(zu_t, zv_t, s, scale, out):
-    """``out[j, t] = scale * (Zq[t, j] S[j, t] - (Zr[t, j] + i Zi[t, j]))``.
-
-    ``zu_t`` (2D, n_base) holds the rows ``[Zr; Zq]`` and ``zv_t`` (D, n_base) ``Zi``.
-    """
+def slice_gradient_t(zr_t, zi_t, zq_t, s, scale, out):
+    """``out[j, t] = scale * (Zq[t, j] S[j, t] - (Zr[t, j] + i Zi[t, j]))`` from ``Z^T`` blocks (D, n_base)."""
     n_pose, d = s.shape
     for j in range(n_pose):
         for t in range(d):
-            out[j, t] = scale * (zu_t[d + t, j] * s[j, t] - (zu_t[t, j] + 1j * zv_t[t, j]))
+            out[j, t] = scale * (zq_t[t, j] * s[j, t] - (zr_t[t, j] + 1j * zi_t[t, j]))
