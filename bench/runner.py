@@ -123,8 +123,13 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                     if sandbox is not None:
                         sandbox.active = True
                     x, state = opt.step(x, state, facade, rng)
-                except BudgetExhausted:
+                except BudgetExhausted as exc:
                     check_ledger(oracle, ledger, before)
+                    if oracle.evals == 0:   # not one step fitted: say why, never "finished"
+                        status, message = "error", (
+                            f"nothing ran: the optimizer's first request does not fit the budget "
+                            f"({exc}); the problem has {oracle.n_train} training images: lower the "
+                            f"batch size or raise the budget")
                     break
                 finally:
                     if sandbox is not None:

@@ -10,9 +10,9 @@ import mrcfile
 import numpy as np
 import pytest
 import starfile
-from scipy.spatial.transform import Rotation
 
 from problems import load_problem
+from realformats import write_cs
 from problems.model.ctf import evaluate_ctf
 from problems.model.fourier import image_band_coefficients
 from problems.model.grids import make_band
@@ -71,29 +71,12 @@ def test_relion30_single_block_matches_31(tiny_copy):
 
 
 def _write_cs(folder: Path, stack, prefix: str = "") -> Path:
-    """A cryoSPARC .cs file describing the committed stack (fields as cryoSPARC writes them)."""
-    parts = starfile.read(folder / "particles.star", always_dict=True)["particles"]
-    n = len(parts)
-    dtype = [("uid", "<u8"), ("blob/path", "S64"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
-             ("blob/psize_A", "<f4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
-             ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
-             ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4"), ("ctf/bfactor", "<f4"),
-             ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,))]
-    cs = np.zeros(n, dtype=dtype)
-    cs["uid"] = np.arange(n)
-    cs["blob/path"] = f"{prefix}stack/particles.mrcs".encode()
-    cs["blob/idx"] = np.arange(n)
-    cs["blob/shape"] = stack.box_size
-    cs["blob/psize_A"] = stack.pixel_size
-    cs["ctf/accel_kv"], cs["ctf/cs_mm"], cs["ctf/amp_contrast"] = 300.0, 2.7, 0.07
-    cs["ctf/df1_A"], cs["ctf/df2_A"] = parts["rlnDefocusU"], parts["rlnDefocusV"]
-    cs["ctf/df_angle_rad"] = np.deg2rad(parts["rlnDefocusAngle"])
-    cs["ctf/bfactor"] = parts["rlnCtfBfactor"]
-    cs["alignments3D/pose"] = Rotation.from_matrix(stack.rotations).as_rotvec()
-    cs["alignments3D/shift"] = -stack.shifts                 # cryoSPARC shift = RELION origin (px)
+    """A cryoSPARC .cs file describing the committed stack, written with pyem's conventions
+    (tests/realformats.py: rotation vector whose transposed Rodrigues matrix is RELION's)."""
+    blocks = starfile.read(folder / "particles.star", always_dict=True)
     path = folder.parent / "P1_J5_particles.cs"
-    with open(path, "wb") as fh:
-        np.save(fh, cs)
+    write_cs(path, blocks["particles"], f"{prefix}stack/particles.mrcs", stack.box_size,
+             stack.pixel_size, blocks["optics"].iloc[0])
     return path
 
 

@@ -14,6 +14,18 @@ def _value(text: str):
         return text
 
 
+def problem_kwargs(problem: str, items) -> dict:
+    """``--problem-arg K=V`` items typed by the family loader's signature (unknown keys refused)."""
+    import importlib
+
+    from problems.catalog import family
+
+    from ._coerce import typed_kwargs
+    fam = family(problem)
+    loader = getattr(importlib.import_module(fam.module, "problems.catalog"), fam.loader)
+    return typed_kwargs(loader, items, "--problem-arg", reserved=("scale", "seed"))
+
+
 def add_args(p) -> None:
     p.add_argument("--problem", default="synthetic")
     p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
@@ -25,7 +37,8 @@ def add_args(p) -> None:
     p.add_argument("--force", action="store_true", help="rerun even if the record exists")
     p.add_argument("--path", default=None, help="particle file (.star or .cs) for --problem star")
     p.add_argument("--problem-arg", action="append", default=[], metavar="K=V",
-                   help="extra load_problem keyword, e.g. r_max=0.16 or box=64")
+                   help="extra load_problem keyword, typed by the loader's signature, e.g. r_max=0.16, "
+                        "box=64, normalise=false, pixel_size=1.06, datadir=/data/project")
 
 
 def main(args) -> int:
@@ -38,12 +51,7 @@ def main(args) -> int:
         if not sep:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
         hyper[key] = _value(val)
-    extra = {}
-    for item in getattr(args, "problem_arg", []):
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ValueError(f"--problem-arg {item!r}: expected KEY=VALUE")
-        extra[key] = _value(val)
+    extra = problem_kwargs(args.problem, getattr(args, "problem_arg", []))
     if getattr(args, "path", None):
         extra["path"] = args.path
     problem = load_problem(args.problem, scale=args.scale, seed=args.seed, **extra)
@@ -53,4 +61,8 @@ def main(args) -> int:
     truth = "" if problem.ground_truth is None else f", ground truth {problem.test_nll(problem.ground_truth):.3f}"
     print(f"{'reused' if result.skipped else result.status}: test NLL {start:.3f} -> "
           f"{result.final_test_nll:.3f}{truth}\nrecord: {result.meta_path}")
+    if result.status != "finished":
+        message = json.loads(result.meta_path.read_text()).get("message")
+        if message:
+            print(f"{result.status}: {message}")
     return 0 if result.status in ("finished", "diverged") else 1

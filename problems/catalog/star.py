@@ -43,7 +43,8 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
                       n_images: int | None = None, n_test: int | None = None,
                       shift_extent: float | None = None, shift_sigma: float = 1.0,
                       lambda_plus: float = 3e-2, lambda_minus: float = 1e-4,
-                      normalise: bool = True, bg_radius: float = 0.9) -> Problem:
+                      normalise: bool = True, bg_radius: float = 0.9,
+                      pixel_size: float | None = None, datadir: str | None = None) -> Problem:
     """A problem from a user's particle file (``.star`` or ``.cs``) and its MRC stacks.
 
     Parameters
@@ -61,6 +62,12 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
     shift_extent, shift_sigma : float
         Shift quadrature in cropped pixels.
     normalise, bg_radius : noise normalisation (see :mod:`problems.data.preprocess`).
+    pixel_size : float, optional
+        Å per pixel, for a file without one (RELION 3.0 STAR, ``.cs`` without
+        ``blob/psize_A``); must agree with the file's when it has one.
+    datadir : str, optional
+        Folder searched first for the stacks the file names (see
+        :func:`problems.data.particles.resolve_stack`).
 
     Raises
     ------
@@ -70,7 +77,7 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
     if scale not in STAR_SCALES:
         raise ValueError(f"star: unknown scale {scale!r}; choose from {sorted(STAR_SCALES)}")
     defaults = STAR_SCALES[scale]
-    stack = read_particles(path)
+    stack = read_particles(path, datadir=datadir, pixel_size=pixel_size)
     box = min(defaults.box if box is None else int(box), stack.box_size)
     if box < stack.box_size and box % 2:
         box -= 1

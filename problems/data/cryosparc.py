@@ -1,4 +1,21 @@
-"""cryoSPARC ``.cs`` particle files (numpy structured arrays) -> :class:`problems.data.io.ParticleStack`."""
+"""cryoSPARC ``.cs`` particle files (numpy structured arrays) -> :class:`problems.data.particles.ParticleStack`.
+
+Conventions (source: pyem's ``pyem/metadata/cryosparc2.py`` and
+``pyem/geom/convert_numba.py``, which ``csparc2star.py`` uses to turn a
+``.cs`` file into the equivalent RELION STAR file; cryodrgn's
+``parse_pose_csparc`` agrees):
+
+* ``alignments3D/pose`` is a rotation vector ``r``; RELION's rotation matrix
+  (the one :func:`problems.model.poses.euler_to_matrix` builds from
+  ``rlnAngleRot/Tilt/Psi``) is the *transpose* of the Rodrigues matrix,
+  ``A = exp([r]_x)^T`` (pyem's ``expmap`` returns ``r.T``; cryodrgn
+  transposes after ``lie_tools.expmap``);
+* ``alignments3D/shift`` is RELION's ``rlnOriginX/Y`` in pixels of the
+  ``.cs`` file's box (pyem copies it unchanged), so our shift is
+  ``s = -shift``;
+* ``blob/path`` is relative to the cryoSPARC project directory, with an
+  optional leading ``>``; ``blob/idx`` is 0-based.
+"""
 from __future__ import annotations
 
 import os
@@ -6,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, ParticleStack, _check_ctf_finite, _check_stacks, _header_nx
+from .mrc_stacks import check_stacks, header_nx
+from .particles import DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle
 from .units import ctf_from_microscope
 
 
@@ -15,85 +33,123 @@ CRYOSPARC_REQUIRED = ("blob/path", "blob/idx", "ctf/df1_A", "ctf/df2_A", "ctf/df
                       "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast")
 
 
-def read_cryosparc(cs_path: str | os.PathLike, project_dir: str | os.PathLike | None = None,
-                   pixel_size: float | None = None) -> ParticleStack:
-    """Read a cryoSPARC ``.cs`` particle file (a numpy structured array, ``np.save`` format).
-
-    Field mapping (the one pyem's ``csparc2star`` uses):
-
-    ==========================  =============================================
-    ``blob/path``, ``blob/idx``  stack file (relative to the project directory;
-                                 a leading ``>`` is dropped) and 0-based index
-    ``blob/psize_A``             pixel size (else ``pixel_size``)
-    ``ctf/df1_A``, ``df2_A``     defocus U, V (Å)
-    ``ctf/df_angle_rad``         astigmatism angle (radians)
-    ``ctf/accel_kv``, ``cs_mm``  voltage (kV), spherical aberration (mm)
-    ``ctf/amp_contrast``         amplitude contrast
-    ``ctf/phase_shift_rad``      phase shift (optional)
-    ``ctf/bfactor``              B-factor (optional, Å^2)
-    ``alignments3D/pose``        rotation vector ``r``; RELION's matrix is
-                                 ``A = exp([r]_x)`` (Rodrigues), optional
-    ``alignments3D/shift``       RELION origin in pixels (so our shift
-                                 ``s = -shift``), optional
-    ==========================  =============================================
-
-    Stack paths are resolved against ``project_dir`` (default: the ``.cs``
-    file's folder, then its parents).
-    """
+def pose_to_matrix(pose: np.ndarray) -> np.ndarray:
+    """RELION rotation matrices (n, 3, 3) from cryoSPARC rotation vectors (n, 3): ``exp([r]_x)^T``."""
     from scipy.spatial.transform import Rotation
 
-    cs = Path(cs_path)
+    return np.ascontiguousarray(Rotation.from_rotvec(pose).as_matrix().transpose(0, 2, 1))
+
+
+def _load(cs: Path) -> np.ndarray:
     if not cs.exists():
         raise DataError(f"{cs}: cryoSPARC file not found")
     try:
         data = np.load(cs, allow_pickle=False)
-    except Exception as exc:
-        raise DataError(f"{cs}: not a readable cryoSPARC .cs file ({exc})") from exc
-    names = set(data.dtype.names or ())
+    except Exception as exc:   # a pickle, a text file, a truncated array...
+        raise DataError(f"{cs}: not a cryoSPARC .cs file (cryoSPARC writes a numpy structured "
+                        f"array, np.save format)") from exc
+    if not isinstance(data, np.ndarray) or data.dtype.names is None or data.ndim != 1:
+        raise DataError(f"{cs}: not a cryoSPARC .cs file (a numpy array without named fields)")
+    return data
+
+
+def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None = None,
+                   pixel_size: float | None = None) -> ParticleStack:
+    """Read a cryoSPARC ``.cs`` particle file.
+
+    Field mapping (the one pyem's ``csparc2star`` uses; see the module docstring):
+
+    ==========================  =============================================
+    ``blob/path``, ``blob/idx``  stack file and 0-based index; the path is found
+                                 by :func:`problems.data.particles.resolve_stack`
+                                 (``datadir``, then the ``.cs`` file's folder and
+                                 its parents, then beside it)
+    ``blob/psize_A``             pixel size (else ``pixel_size``); must be the
+                                 same for every particle
+    ``ctf/df1_A``, ``df2_A``     defocus U, V (Å)
+    ``ctf/df_angle_rad``         astigmatism angle (radians)
+    ``ctf/accel_kv``, ``cs_mm``  voltage (kV), spherical aberration (mm), per particle
+    ``ctf/amp_contrast``         amplitude contrast, per particle
+    ``ctf/phase_shift_rad``      phase shift (optional)
+    ``ctf/bfactor``              B-factor (optional, Å^2)
+    ``alignments3D/pose``        rotation vector ``r``, RELION matrix
+                                 ``exp([r]_x)^T`` (optional)
+    ``alignments3D/shift``       RELION origin in pixels, ``s = -shift`` (optional)
+    ==========================  =============================================
+
+    Other fields are ignored: ``ctf/scale`` (pyem does not map it either),
+    beam tilt, trefoil, tetrafoil and anisotropic magnification (higher-order
+    aberrations the objective does not model).
+
+    Raises
+    ------
+    DataError
+        Naming the file, the particle row and the field of the first bad value.
+    """
+    cs = Path(cs_path)
+    data = _load(cs)
+    names = set(data.dtype.names)
     for field in CRYOSPARC_REQUIRED:
         if field not in names:
             raise DataError(f"{cs}: missing field {field}")
     if data.shape[0] == 0:
         raise DataError(f"{cs}: no particles")
-    roots = [Path(project_dir)] if project_dir is not None else [cs.parent, *cs.parent.parents]
+    col = lambda field, **kw: numeric(data[field], cs, field, **kw)  # noqa: E731
     files, resolved = [], {}
     for raw in data["blob/path"]:
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         if text not in resolved:
-            rel = text[1:] if text.startswith(">") else text
-            found = next((r / rel for r in roots if (r / rel).exists()), roots[0] / rel)
-            resolved[text] = found.resolve()
+            resolved[text] = resolve_stack(text[1:] if text.startswith(">") else text, cs,
+                                           "blob/path", datadir)
         files.append(resolved[text])
-    slices = np.asarray(data["blob/idx"], dtype=np.int64)
-    if (slices < 0).any():
-        raise DataError(f"{cs}: field blob/idx has negative indices")
-    if "blob/psize_A" in names:
-        apix = float(data["blob/psize_A"][0])
-    elif pixel_size is not None:
-        apix = float(pixel_size)
-    else:
-        raise DataError(f"{cs}: missing field blob/psize_A (or pass pixel_size=)")
+    slices = col("blob/idx")
+    if (slices < 0).any() or (slices != np.round(slices)).any():
+        row = int(np.flatnonzero((slices < 0) | (slices != np.round(slices)))[0])
+        raise DataError(f"{cs}: particle {row + 1}: blob/idx = {slices[row]:g} is not an index >= 0")
+    slices = slices.astype(np.int64)
+    apix = _pixel_size(data, cs, names, pixel_size)
     if "blob/shape" in names:
         shape = np.asarray(data["blob/shape"][0]).ravel()
         if shape.size == 2 and shape[0] != shape[1]:
             raise DataError(f"{cs}: field blob/shape is {tuple(shape)}; cryoopt needs square images")
         box = int(shape[-1])
     else:
-        box = _header_nx(files[0], cs, "blob/path")
-    _check_stacks(files, slices, box, cs, "blob/path")
-    optional = lambda field: np.asarray(data[field], float) if field in names else 0.0  # noqa: E731
+        box = header_nx(files[0], cs, "blob/path")
+    check_stacks(files, slices, box, cs, "blob/path")
+    optional = lambda field, **kw: col(field, **kw) if field in names else 0.0  # noqa: E731
     ctf = ctf_from_microscope(
-        pixel_size=apix, defocus_u_angstrom=np.asarray(data["ctf/df1_A"], float),
-        defocus_v_angstrom=np.asarray(data["ctf/df2_A"], float),
-        astigmatism_angle_deg=np.rad2deg(np.asarray(data["ctf/df_angle_rad"], float)),
-        voltage_kv=float(data["ctf/accel_kv"][0]), cs_mm=float(data["ctf/cs_mm"][0]),
-        amplitude_contrast=float(data["ctf/amp_contrast"][0]),
+        pixel_size=apix, defocus_u_angstrom=col("ctf/df1_A"), defocus_v_angstrom=col("ctf/df2_A"),
+        astigmatism_angle_deg=np.rad2deg(col("ctf/df_angle_rad")),
+        voltage_kv=shared_or_per_particle(col("ctf/accel_kv", positive=True)),
+        cs_mm=shared_or_per_particle(col("ctf/cs_mm")),
+        amplitude_contrast=shared_or_per_particle(col("ctf/amp_contrast", unit_interval=True)),
         bfactor_angstrom2=optional("ctf/bfactor"),
         phase_shift_deg=np.rad2deg(optional("ctf/phase_shift_rad")))
-    _check_ctf_finite(ctf, cs)
     rotations = shifts = None
     if "alignments3D/pose" in names:
-        rotations = Rotation.from_rotvec(np.asarray(data["alignments3D/pose"], float)).as_matrix()
+        pose = np.stack([numeric(data["alignments3D/pose"][:, i], cs, "alignments3D/pose")
+                         for i in range(3)], axis=1)
+        rotations = pose_to_matrix(pose)
     if "alignments3D/shift" in names:
-        shifts = -np.asarray(data["alignments3D/shift"], float)
+        shifts = -np.stack([numeric(data["alignments3D/shift"][:, i], cs, "alignments3D/shift")
+                            for i in range(2)], axis=1)
     return ParticleStack(cs, box, apix, ctf, rotations, shifts, files, slices, "blob/path")
+
+
+def _pixel_size(data: np.ndarray, cs: Path, names: set, given: float | None) -> float:
+    if given is not None and not (np.isfinite(given) and given > 0):
+        raise DataError(f"{cs}: pixel_size={given!r} must be a number > 0")
+    if "blob/psize_A" not in names:
+        if given is None:
+            raise DataError(f"{cs}: missing field blob/psize_A; pass pixel_size= "
+                            f"(CLI: --problem-arg pixel_size=1.06)")
+        return float(given)
+    pixel = numeric(data["blob/psize_A"], cs, "blob/psize_A", positive=True)
+    differ = ~np.isclose(pixel, pixel[0], rtol=1e-6)
+    if differ.any():
+        row = int(np.flatnonzero(differ)[0])
+        raise DataError(f"{cs}: particle {row + 1}: blob/psize_A {pixel[row]:g} differs from particle "
+                        f"1's {pixel[0]:g}; cryoopt needs one pixel size per stack")
+    if given is not None and not np.isclose(given, pixel[0], rtol=1e-4):
+        raise DataError(f"{cs}: blob/psize_A says {pixel[0]:g} Å but pixel_size={given:g} was passed")
+    return float(pixel[0])

@@ -96,6 +96,8 @@ class NoiseAccumulator:
     mask: np.ndarray
     sum_sq: float = 0.0
     dof: int = 0
+    total_sq: float = 0.0       # the same over whole images, for the noise-free check
+    total_dof: int = 0
 
     def background_means(self, images: np.ndarray) -> np.ndarray:
         return images[:, self.mask].astype(np.float64).mean(axis=1)
@@ -104,10 +106,23 @@ class NoiseAccumulator:
         bg = images[:, self.mask].astype(np.float64)
         self.sum_sq += float(((bg - bg.mean(axis=1, keepdims=True)) ** 2).sum())
         self.dof += bg.shape[0] * (bg.shape[1] - 1)
+        flat = images.reshape(len(images), -1).astype(np.float64)
+        self.total_sq += float(((flat - flat.mean(axis=1, keepdims=True)) ** 2).sum())
+        self.total_dof += flat.shape[0] * (flat.shape[1] - 1)
 
     @property
     def sigma(self) -> float:
         return float(np.sqrt(self.sum_sq / self.dof)) if self.dof else float("nan")
+
+    @property
+    def sigma_total(self) -> float:
+        return float(np.sqrt(self.total_sq / self.total_dof)) if self.total_dof else float("nan")
+
+
+# Refuse a background whose sigma is below this fraction of the whole images' sigma.  Real
+# micrographs are noise-dominated (pixel SNR ~0.01-0.1, so the ratio is ~0.95 or more); a
+# noise-free simulation has only crop ringing in its background (ratio ~0.01).
+NOISE_FREE_RATIO = 0.1
 
 
 def estimate_noise_sigma(images: np.ndarray, radius_fraction: float = 0.9) -> float:
@@ -150,7 +165,8 @@ def preprocess_stack(stack: ParticleStack, band: Band, box: int | None = None,
     Raises
     ------
     DataError
-        When the band does not fit the box, or the background is constant.
+        When the band does not fit the box, or the background is constant or
+        noise-free (its sigma below ``NOISE_FREE_RATIO`` of the images' sigma).
     """
     n_src = stack.box_size
     box = n_src if box is None else min(int(box), n_src)
@@ -172,6 +188,14 @@ def preprocess_stack(stack: ParticleStack, band: Band, box: int | None = None,
         if not sigma > 0:
             raise DataError(f"{stack.star_path}: image background is constant (noise sigma "
                             f"estimate {sigma}); cannot normalise")
+        if sigma < NOISE_FREE_RATIO * acc.sigma_total:
+            raise DataError(
+                f"{stack.star_path}: the image background looks noise-free: its sigma "
+                f"{sigma:.3g} is {sigma / acc.sigma_total:.1%} of the whole images' sigma "
+                f"{acc.sigma_total:.3g} (noise-dominated cryo-EM images give ~95%; below "
+                f"{NOISE_FREE_RATIO:.0%} is refused).  Normalising by it would scale the images "
+                f"by {1 / sigma:.3g} and optimizers diverge.  Add noise to simulated images, or "
+                f"pass normalise=False to use the pixel values as they are")
     coeffs = np.empty((n, band.size), dtype=np.complex64)
     dc = np.flatnonzero((band.k[:, 0] == 0) & (band.k[:, 1] == 0))
     bar = tqdm(total=n, desc=f"reading {Path(stack.star_path).name}", unit="img", disable=not progress)

@@ -12,12 +12,16 @@ RELION's convention (positive first lobe, so density stays white):
         + \\tfrac12(\\Delta f_U - \\Delta f_V)\\cos 2(\\alpha - \\alpha_{ast}),
 
 with ``k = |k|`` in cycles/pixel, ``alpha`` the angle of ``k``, lengths
-(defocus, wavelength, Cs) in pixels and ``B`` in pixels^2.  The CTF is even
+(defocus, wavelength, Cs) in pixels and ``B`` in pixels^2; the whole CTF is
+multiplied by a per-image scale ``S`` (RELION's ``rlnCtfScalefactor``, 1 by
+default), as RELION's ``CTF::getCTF`` does.  Every parameter is per image
+(shape (n,)) or one scalar for all images: optics groups may differ in
+voltage, Cs and amplitude contrast.  The CTF is even
 in ``k`` so the half-plane band of :mod:`problems.model.grids` carries it exactly.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -32,31 +36,40 @@ class CTFParams:
         Defocus along the major/minor axes, pixels (positive = underfocus).
     astigmatism_angle : ndarray
         Angle of the major axis, radians.
-    wavelength : float
-        Electron wavelength, pixels.
-    spherical_aberration : float
+    wavelength : float or ndarray
+        Electron wavelength, pixels (per image when optics groups differ).
+    spherical_aberration : float or ndarray
         Cs, pixels.
-    amplitude_contrast : float
+    amplitude_contrast : float or ndarray
         Q0 (dimensionless).
     bfactor : ndarray
         Envelope B-factor, pixels^2.
     phase_shift : ndarray
         Additional phase shift, radians.
+    scale : float or ndarray
+        Multiplies the whole CTF (RELION's ``rlnCtfScalefactor``); 1 by default.
     """
 
     defocus_u: np.ndarray
     defocus_v: np.ndarray
     astigmatism_angle: np.ndarray
-    wavelength: float
-    spherical_aberration: float
-    amplitude_contrast: float
+    wavelength: float | np.ndarray
+    spherical_aberration: float | np.ndarray
+    amplitude_contrast: float | np.ndarray
     bfactor: np.ndarray
     phase_shift: np.ndarray
+    scale: float | np.ndarray = 1.0
 
     def subset(self, idx) -> "CTFParams":
-        return CTFParams(self.defocus_u[idx], self.defocus_v[idx], self.astigmatism_angle[idx],
-                         self.wavelength, self.spherical_aberration, self.amplitude_contrast,
-                         self.bfactor[idx], self.phase_shift[idx])
+        """The parameters of images ``idx`` (scalars, shared by every image, stay scalars)."""
+        pick = lambda v: v[idx] if np.ndim(v) else v  # noqa: E731
+        return CTFParams(*(pick(getattr(self, f.name)) for f in fields(self)))
+
+
+def _per_image(value) -> np.ndarray:
+    """A per-image array as a column (n, 1); a scalar stays a 0-d array (broadcasts over all)."""
+    v = np.asarray(value, dtype=np.float64)
+    return v[:, None] if v.ndim else v
 
 
 def evaluate_ctf(params: CTFParams, k: np.ndarray) -> np.ndarray:
@@ -71,8 +84,12 @@ def evaluate_ctf(params: CTFParams, k: np.ndarray) -> np.ndarray:
     dv = np.asarray(params.defocus_v, float)[:, None]
     ast = np.asarray(params.astigmatism_angle, float)[:, None]
     defocus = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(2 * (alpha - ast))
-    lam = params.wavelength
-    chi = np.pi * lam * defocus * k2 - 0.5 * np.pi * params.spherical_aberration * lam**3 * k2**2
-    phase = chi + np.arcsin(params.amplitude_contrast) + np.asarray(params.phase_shift, float)[:, None]
+    lam, cs = _per_image(params.wavelength), _per_image(params.spherical_aberration)
+    chi = np.pi * lam * defocus * k2 - 0.5 * np.pi * cs * lam**3 * k2**2
+    phase = (chi + np.arcsin(_per_image(params.amplitude_contrast))
+             + np.asarray(params.phase_shift, float)[:, None])
     envelope = np.exp(-np.asarray(params.bfactor, float)[:, None] * k2 / 4.0)
-    return envelope * np.sin(phase)
+    out = envelope * np.sin(phase)
+    if np.ndim(params.scale) or params.scale != 1.0:     # exact when there is no scale factor
+        out = out * _per_image(params.scale)
+    return out

@@ -1,0 +1,174 @@
+"""RELION STAR particle files (3.0 single block, 3.1+ ``optics`` + ``particles``) -> :class:`ParticleStack`.
+
+RELION conventions used (source: RELION's ``ctf.h`` / ``euler.cpp`` and the
+3.1 STAR format; see the README's real-data section):
+
+* Euler angles ZYZ in degrees (``rlnAngleRot/Tilt/Psi``), matrix
+  ``Rz(psi) Ry(tilt) Rz(rot)`` (:func:`problems.model.poses.euler_to_matrix`);
+* the image is the projection shifted by *minus* the origin
+  (``rlnOriginX/YAngst`` in Å, or ``rlnOriginX/Y`` in pixels in 3.0), so
+  our shift is ``s = -origin / pixel_size``;
+* defocus in Å, angle in degrees, Cs in mm, voltage in kV, B-factor in Å^2
+  (``CTF *= exp(-B k^2 / 4)``, ``k`` in 1/Å) and ``rlnCtfScalefactor``
+  multiplying the whole CTF, as in ``CTF::getCTF``;
+* optics-group columns (3.1) apply to the particles of their group; a
+  particles block without ``rlnOpticsGroup`` is group 1, as RELION reads it;
+* ``rlnImageName`` is ``N@stack`` (1-based ``N``) or a single-image file name.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from ..model.poses import euler_to_matrix
+from .mrc_stacks import check_stacks, header_nx
+from .particles import DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle
+from .units import ctf_from_microscope
+
+# Columns without which the CTF cannot be evaluated (B-factor, phase shift and scale have defaults).
+CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
+               "rlnSphericalAberration", "rlnAmplitudeContrast")
+
+
+def _particles_block(blocks: dict, star: Path) -> pd.DataFrame:
+    if "particles" in blocks:
+        return blocks["particles"]
+    tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame) and "rlnImageName" in b]
+    if len(tables) != 1:
+        raise DataError(f"{star}: no data_particles block (and not exactly one block with "
+                        f"rlnImageName)")
+    return tables[0]
+
+
+def _apply_optics(particles: pd.DataFrame, optics: pd.DataFrame, star: Path) -> pd.DataFrame:
+    """Copy each optics group's columns onto its particles (missing ``rlnOpticsGroup`` = group 1)."""
+    if "rlnOpticsGroup" not in optics.columns:
+        raise DataError(f"{star}: data_optics has no rlnOpticsGroup column")
+    groups = numeric(optics["rlnOpticsGroup"], star, "rlnOpticsGroup", rows="optics row")
+    if len(set(groups)) != len(groups):
+        raise DataError(f"{star}: data_optics lists an rlnOpticsGroup twice")
+    if "rlnOpticsGroup" in particles.columns:
+        member = numeric(particles["rlnOpticsGroup"], star, "rlnOpticsGroup")
+    else:
+        member = np.ones(len(particles))              # RELION: no column means optics group 1
+    where = pd.Index(groups).get_indexer(member)
+    if (where < 0).any():
+        row = int(np.flatnonzero(where < 0)[0])
+        raise DataError(f"{star}: particle {row + 1}: rlnOpticsGroup {member[row]:g} is not in "
+                        f"data_optics (groups {sorted(int(g) for g in groups)})")
+    particles = particles.copy()
+    for col in optics.columns:
+        if col != "rlnOpticsGroup" and col not in particles.columns:
+            particles[col] = optics[col].to_numpy()[where]
+    return particles
+
+
+def _pixel_size(particles: pd.DataFrame, star: Path, given: float | None) -> float:
+    cols = particles.columns
+    if "rlnImagePixelSize" in cols:
+        pixel = numeric(particles["rlnImagePixelSize"], star, "rlnImagePixelSize", positive=True)
+        field = "rlnImagePixelSize"
+    elif {"rlnDetectorPixelSize", "rlnMagnification"} <= set(cols):   # RELION 3.0: µm and mag
+        pixel = (numeric(particles["rlnDetectorPixelSize"], star, "rlnDetectorPixelSize", positive=True)
+                 * 1e4 / numeric(particles["rlnMagnification"], star, "rlnMagnification", positive=True))
+        field = "rlnDetectorPixelSize / rlnMagnification"
+    elif given is not None:
+        pixel, field = np.full(len(particles), float(given)), "pixel_size"
+    else:
+        raise DataError(f"{star}: no pixel size (neither rlnImagePixelSize nor rlnDetectorPixelSize "
+                        f"and rlnMagnification); pass pixel_size= (CLI: --problem-arg pixel_size=1.06)")
+    if not np.allclose(pixel, pixel[0], rtol=1e-6):
+        row = int(np.flatnonzero(~np.isclose(pixel, pixel[0], rtol=1e-6))[0])
+        raise DataError(f"{star}: particle {row + 1}: {field} {pixel[row]:g} differs from particle "
+                        f"1's {pixel[0]:g} (optics groups); cryoopt needs one pixel size per stack")
+    if given is not None and not np.isclose(given, pixel[0], rtol=1e-4):
+        raise DataError(f"{star}: {field} says {pixel[0]:g} Å but pixel_size={given:g} was passed")
+    return float(pixel[0])
+
+
+def parse_image_names(names, source: Path, field: str, datadir=None) -> tuple[list[Path], np.ndarray]:
+    """``N@stack`` (1-based) or a single-image file name -> (resolved stack paths, 0-based slices)."""
+    files, slices, resolved = [], [], {}
+    for row, name in enumerate(names):
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        idx, at, fname = text.partition("@")
+        if not at:
+            idx, fname = "1", text                    # a single image: the file's first
+        if not fname or not idx.strip().isdigit() or int(idx) < 1:
+            raise DataError(f"{source}: particle {row + 1}: {field} {text!r} is not of the form "
+                            f"N@stack.mrcs (N >= 1) or a file name")
+        if fname not in resolved:
+            resolved[fname] = resolve_stack(fname, source, field, datadir)
+        files.append(resolved[fname])
+        slices.append(int(idx) - 1)
+    return files, np.asarray(slices, dtype=np.int64)
+
+
+def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike | None = None,
+                       pixel_size: float | None = None) -> ParticleStack:
+    """Read a RELION STAR file and locate its image stacks.
+
+    Parameters
+    ----------
+    star_path : path of the STAR file
+    datadir : folder to look for stacks first (see :func:`problems.data.particles.resolve_stack`)
+    pixel_size : float, optional
+        Å per pixel, for a file that has none (RELION 3.0 without detector
+        pixel size); must agree with the file's when it has one.
+
+    Raises
+    ------
+    DataError
+        Naming the file, the particle row and the field of the first bad value.
+    """
+    star = Path(star_path)
+    if not star.exists():
+        raise DataError(f"{star}: STAR file not found")
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise DataError(f"{star}: pixel_size={pixel_size!r} must be a number > 0")
+    try:
+        blocks = starfile.read(star, always_dict=True)
+    except Exception as exc:
+        raise DataError(f"{star}: cannot parse STAR file ({exc})") from exc
+    particles = _particles_block(blocks, star)
+    if not isinstance(particles, pd.DataFrame) or len(particles) == 0:
+        raise DataError(f"{star}: no particles")
+    optics = blocks.get("optics")
+    if isinstance(optics, pd.DataFrame) and particles is not optics:
+        particles = _apply_optics(particles, optics, star)
+    apix = _pixel_size(particles, star, pixel_size)
+    if "rlnImageName" not in particles.columns:
+        raise DataError(f"{star}: missing column rlnImageName")
+    files, slices = parse_image_names(particles["rlnImageName"], star, "rlnImageName", datadir)
+    if "rlnImageSize" in particles.columns:
+        box = int(numeric(particles["rlnImageSize"], star, "rlnImageSize", positive=True)[0])
+    else:
+        box = header_nx(files[0], star, "rlnImageName")
+    check_stacks(files, slices, box, star, "rlnImageName")
+    for name in CTF_COLUMNS:
+        if name not in particles.columns:
+            raise DataError(f"{star}: missing column {name}")
+    col = lambda name, **kw: numeric(particles[name], star, name, **kw)  # noqa: E731
+    opt = lambda name, default, **kw: col(name, **kw) if name in particles.columns else default  # noqa: E731
+    ctf = ctf_from_microscope(
+        pixel_size=apix, defocus_u_angstrom=col("rlnDefocusU"), defocus_v_angstrom=col("rlnDefocusV"),
+        astigmatism_angle_deg=col("rlnDefocusAngle"),
+        voltage_kv=shared_or_per_particle(col("rlnVoltage", positive=True)),
+        cs_mm=shared_or_per_particle(col("rlnSphericalAberration")),
+        amplitude_contrast=shared_or_per_particle(col("rlnAmplitudeContrast", unit_interval=True)),
+        bfactor_angstrom2=opt("rlnCtfBfactor", 0.0),
+        phase_shift_deg=opt("rlnPhaseShift", 0.0),
+        scale=shared_or_per_particle(opt("rlnCtfScalefactor", np.ones(1), positive=True)))
+    rotations = shifts = None
+    if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(particles.columns):
+        rotations = euler_to_matrix(*(np.deg2rad(col(c)) for c in
+                                      ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
+    if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(particles.columns):
+        shifts = -np.stack([col("rlnOriginXAngst"), col("rlnOriginYAngst")], axis=1) / apix
+    elif {"rlnOriginX", "rlnOriginY"} <= set(particles.columns):       # RELION 3.0: pixels
+        shifts = -np.stack([col("rlnOriginX"), col("rlnOriginY")], axis=1)
+    return ParticleStack(star, box, apix, ctf, rotations, shifts, files, slices)
