@@ -109,7 +109,7 @@ def test_tiny_problem_reports_its_truth_diagnostics(tiny):
 def test_truncated_normal_shifts_by_rejection():
     from scipy.stats import kstest
 
-    from problems.catalog.realistic import random_shifts
+    from problems.data.simulate import random_shifts
     s = random_shifts(np.random.default_rng(3), 4000, 1.0, 1.0)
     r = np.hypot(s[:, 0], s[:, 1])
     assert r.max() <= 1.0 and (r > 0.999).mean() < 0.01         # not piled onto the clipping circle

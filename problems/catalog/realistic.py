@@ -11,7 +11,8 @@ Gaussians, non-negative), whose images are exact slices at continuous poses
 Images (:func:`generate_realistic`): uniform random rotations, continuous
 shifts drawn from the quadrature's own prior, ``s ~ N(0, shift_sigma^2 I)``
 truncated to the disc ``|s| <= shift_extent`` by rejection (pixels; the
-quadrature's integer shift grid spans the same disc), astigmatic CTFs with per-image B-factor envelopes, white noise of
+quadrature's integer shift grid spans the same disc), astigmatic CTFs with
+per-image B-factor envelopes, white noise of
 ``sigma = 1`` at the scale's SNR (mean clean pixel power / sigma^2); written
 as STAR + MRCS and read back through :func:`problems.data.io.read_particle_star`
 and :func:`problems.data.preprocess.preprocess_stack` (no normalisation: sigma is
@@ -40,7 +41,7 @@ from ..data.atomic_models import MODELS, model_mixture, model_path
 from ..data.cache import dataset_dir, ensure_dataset, seeded_streams
 from ..data.io import read_mrc, read_particle_star
 from ..data.preprocess import preprocess_stack, split_indices
-from ..data.simulate import load_mixture, random_ctf, simulate_stack
+from ..data.simulate import load_mixture, random_ctf, random_shifts, simulate_stack
 from ..model.grids import make_band
 from ..problem import Problem
 from .specs import BoxInAngstrom
@@ -98,23 +99,6 @@ def realistic_spec(scale: str, **overrides) -> RealisticSpec:
     if scale not in REALISTIC_SCALES:
         raise ValueError(f"realistic: unknown scale {scale!r}; choose from {sorted(REALISTIC_SCALES)}")
     return replace(REALISTIC_SCALES[scale], **overrides) if overrides else REALISTIC_SCALES[scale]
-
-
-def random_shifts(rng: np.random.Generator, n: int, sigma: float, extent: float) -> np.ndarray:
-    """Shifts (n, 2) in pixels from ``N(0, sigma^2 I)`` truncated to the disc ``|s| <= extent``.
-
-    Rejection sampling: draws outside the disc are redrawn (never clipped),
-    so the shifts follow the prior the quadrature's shift weights use.
-    """
-    if extent <= 0:
-        return np.zeros((n, 2))
-    if sigma <= 0:
-        raise ValueError(f"shift sigma must be positive, got {sigma}")
-    out = np.empty((0, 2))
-    while out.shape[0] < n:
-        draw = rng.normal(0.0, sigma, (2 * (n - out.shape[0]) + 16, 2))
-        out = np.concatenate([out, draw[np.hypot(draw[:, 0], draw[:, 1]) <= extent]])
-    return out[:n]
 
 
 def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress: bool = True,

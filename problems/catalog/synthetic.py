@@ -21,7 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from ..data.cache import dataset_dir, ensure_dataset, load_band_data, load_ground_truth, seeded_streams
 from ..data.phantoms import synthetic_mixture
-from ..data.simulate import load_mixture, random_ctf, simulate_stack
+from ..data.simulate import load_mixture, random_ctf, random_shifts, simulate_stack
 from ..model.grids import make_band
 from ..problem import Problem
 from .specs import BoxInAngstrom
@@ -84,9 +84,7 @@ def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress
     rng = seeded_streams(("poses", "ctf", "noise", "split"), seed, spec.version, spec.box_size)
     n = spec.n_images
     rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()     # uniform on SO(3)
-    shifts = np.zeros((n, 2))
-    if spec.shift_extent > 0:
-        shifts = np.clip(rng["poses"].normal(0, spec.shift_sigma, (n, 2)), -spec.shift_extent, spec.shift_extent)
+    shifts = random_shifts(rng["poses"], n, spec.shift_sigma, spec.shift_extent)     # zeros by default
     phys = random_ctf(spec, rng["ctf"], n)
     simulate_stack(directory, synthetic_mixture(spec.box_size), rotations, shifts, phys, spec, rng["noise"],
                    progress)

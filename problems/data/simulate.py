@@ -86,6 +86,24 @@ def scale_for_snr(volume: np.ndarray, rotations, shifts, ctf: CTFParams, snr: fl
     return float(np.sqrt(snr * sigma**2 / power))
 
 
+def random_shifts(rng: np.random.Generator, n: int, sigma: float, extent: float) -> np.ndarray:
+    """Shifts (n, 2) in pixels from ``N(0, sigma^2 I)`` truncated to the disc ``|s| <= extent``.
+
+    Rejection sampling: draws outside the disc are redrawn (never clipped),
+    so the shifts follow the prior the quadrature's shift weights use
+    (:func:`problems.model.poses.make_quadrature`).  ``extent <= 0``: zeros.
+    """
+    if extent <= 0:
+        return np.zeros((n, 2))
+    if sigma <= 0:
+        raise ValueError(f"shift sigma must be positive, got {sigma}")
+    out = np.empty((0, 2))
+    while out.shape[0] < n:
+        draw = rng.normal(0.0, sigma, (2 * (n - out.shape[0]) + 16, 2))
+        out = np.concatenate([out, draw[np.hypot(draw[:, 0], draw[:, 1]) <= extent]])
+    return out[:n]
+
+
 def random_ctf(spec, rng: np.random.Generator, n: int) -> dict:
     """Astigmatic CTFs in microscope units: defocus U uniform, V = U - uniform(0, astig), angle, B."""
     du = rng.uniform(spec.defocus_min_angstrom, spec.defocus_max_angstrom, n)
