@@ -27,7 +27,7 @@ class Problem:
     def __init__(self, *, name: str, version: int, fixed: dict, data: BandData,
                  test_indices: np.ndarray, r_max: float, sigma: float, lambda_plus: float,
                  lambda_minus: float, shift_extent: float, shift_sigma: float, order_seed: int,
-                 ground_truth: np.ndarray | None = None):
+                 ground_truth: np.ndarray | None = None, score_indices: np.ndarray | None = None):
         self._init_args = dict(name=name, version=version, fixed=fixed, r_max=r_max, sigma=sigma,
                                lambda_plus=lambda_plus, lambda_minus=lambda_minus,
                                shift_extent=shift_extent, shift_sigma=shift_sigma, order_seed=order_seed)
@@ -41,12 +41,20 @@ class Problem:
         self.ground_truth = None if ground_truth is None else ground_truth.copy()
         test_mask = np.zeros(data.images.shape[0], dtype=bool)
         test_mask[test_indices] = True
-        self._train = (np.ascontiguousarray(data.images[~test_mask]), np.ascontiguousarray(data.ctf[~test_mask]))
+        # The scoring split: further held-out images for the harness's rankings (never trained on).
+        score_mask = np.zeros_like(test_mask)
+        if score_indices is not None:
+            score_mask[score_indices] = True
+            if np.any(score_mask & test_mask):
+                raise ValueError(f"{name}: scoring and test images overlap")
+        train_mask = ~(test_mask | score_mask)
+        self._train = (np.ascontiguousarray(data.images[train_mask]), np.ascontiguousarray(data.ctf[train_mask]))
         self._test = (np.ascontiguousarray(data.images[test_mask]), np.ascontiguousarray(data.ctf[test_mask]))
+        self._score = (np.ascontiguousarray(data.images[score_mask]), np.ascontiguousarray(data.ctf[score_mask]))
         self._order_seed = int(order_seed)
         self._likelihoods: dict[np.dtype, MarginalLikelihood] = {}
         digest = hashlib.sha256()
-        for arr in (*self._train, *self._test):
+        for arr in (*self._train, *self._test, *(self._score if score_mask.any() else ())):
             digest.update(np.ascontiguousarray(arr).tobytes())
         self.metadata = {
             "problem": name, "version": version, **fixed,
@@ -57,6 +65,7 @@ class Problem:
             "lambda_plus": lambda_plus, "lambda_minus": lambda_minus,
             "interpolation": "trilinear on the 2x oversampled centred DFT (N^-1 normalised)",
             "n_train": int(self._train[0].shape[0]), "n_test": int(self._test[0].shape[0]),
+            **({"n_score": int(score_mask.sum())} if score_mask.any() else {}),
             "batch_order_seed": self._order_seed,
         }
         digest.update(json.dumps(self.metadata, sort_keys=True, default=str).encode())
@@ -84,18 +93,33 @@ class Problem:
         return CountingOracle(label, self.likelihood(dtype), self.prior, self._train[0], self._train[1],
                               budget, self._order_seed)
 
-    def test_nll(self, x: np.ndarray, batch: int = 100) -> float:
-        """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged)."""
+    def test_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
+        """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged).
+
+        ``per_image=True`` returns the array of the images' NLLs instead (for paired statistics).
+        """
+        return self._heldout_nll(self._test, x, batch, per_image, "test_nll")
+
+    @property
+    def n_score(self) -> int:
+        return int(self._score[0].shape[0])
+
+    def score_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
+        """Mean NLL of the scoring split at ``x``: held-out images beyond the paper's test set,
+        for rankings that can be resolved (harness only; ``ValueError`` if the problem has none)."""
+        if self.n_score == 0:
+            raise ValueError(f"{self.name}: this problem has no scoring split (n_score = 0)")
+        return self._heldout_nll(self._score, x, batch, per_image, "score_nll")
+
+    def _heldout_nll(self, split, x, batch: int, per_image: bool, what: str):
         x = np.asarray(x, dtype=np.float32)
         if x.shape != self.shape or not np.isfinite(x).all():
-            raise ValueError(f"{self.name}: test_nll needs a finite array of shape {self.shape}")
+            raise ValueError(f"{self.name}: {what} needs a finite array of shape {self.shape}")
         lik = self.likelihood()
-        images, ctf = self._test
-        total = 0.0
-        for start in range(0, images.shape[0], batch):
-            sel = slice(start, start + batch)
-            total += lik.nll(x, lik.prepare(images[sel], ctf[sel])).sum()
-        return total / images.shape[0]
+        images, ctf = split
+        values = np.concatenate([lik.nll(x, lik.prepare(images[s:s + batch], ctf[s:s + batch]))
+                                 for s in range(0, images.shape[0], batch)]).astype(np.float64)
+        return values if per_image else float(values.sum() / images.shape[0])
 
     def initial_density(self, seed: int = 0) -> np.ndarray:
         """A random sum of spheres (paper Fig. 5), scaled to the data's band power.

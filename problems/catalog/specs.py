@@ -22,7 +22,8 @@ class SpecGeometry:
 
     @property
     def n_images(self) -> int:
-        return self.n_train + self.n_test
+        # n_score: further held-out images for the harness's rankings (specs that have the field)
+        return self.n_train + self.n_test + getattr(self, "n_score", 0)
 
     objective_fields: ClassVar[tuple[str, ...]] = ("r_max_fraction", "lambda_plus", "lambda_minus")
 
