@@ -102,8 +102,13 @@ def numeric(values, source: Path, field: str, *, positive: bool = False,
     contrast, as RELION's ``CTF::initialise`` requires).  The message names
     the first bad row (1-based) and how many rows are bad.
     """
-    raw = pd.Series(np.asarray(values, dtype=object).ravel())
-    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if arr.dtype.kind in "biuf":                    # already numeric (the common case): no parsing
+        raw = arr.ravel()
+        num = raw.astype(np.float64)
+    else:                                           # text: anything unparsable becomes NaN
+        raw = arr.astype(object).ravel()
+        num = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
     bad, need = ~np.isfinite(num), "a finite number"
     with np.errstate(invalid="ignore"):
         if positive:
@@ -115,7 +120,8 @@ def numeric(values, source: Path, field: str, *, positive: bool = False,
     if bad.any():
         first, count = int(np.flatnonzero(bad)[0]), int(bad.sum())
         more = f" ({count} {rows}s are bad)" if count > 1 else ""
-        raise DataError(f"{source}: {rows} {first + 1}: {field} = {raw.iloc[first]!r} is not "
+        shown = raw[first].item() if isinstance(raw[first], np.generic) else raw[first]
+        raise DataError(f"{source}: {rows} {first + 1}: {field} = {shown!r} is not "
                         f"{need}{more}")
     return num
 
