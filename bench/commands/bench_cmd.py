@@ -1,26 +1,113 @@
-"""Performance benchmarks; `cryoopt bench oracle --scale paper` times the oracle against sgemm."""
+"""Performance benchmarks (every figure a ratio against a same-run reference).
+
+* ``cryoopt bench oracle --problem P --scale S``: the oracle's step time, phase
+  breakdown and GEMM rate against the same run's sgemm; ``--random-data``
+  keeps the problem's objective configuration (box, band, quadrature) with
+  random band data, so paper scales need no generated stack.
+* ``cryoopt bench shifts``: the shift dimension -- value_and_grad with and
+  without shifts at the same band, alternated in one process.
+* ``cryoopt bench relion``: our exhaustive marginal likelihood against
+  RELION 3.1's E-step at the same sampling on one stack.
+"""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["oracle"])
-    p.add_argument("--problem", default="synthetic")
+    p.add_argument("what", choices=["oracle", "shifts", "relion"])
+    p.add_argument("--problem", default="synthetic", help="oracle: problem family (synthetic, realistic, star)")
     p.add_argument("--scale", default="paper", choices=["tiny", "small", "paper"])
+    p.add_argument("--path", help="oracle --problem star: the particle file (.star or .cs)")
+    p.add_argument("--random-data", action="store_true",
+                   help="oracle: the scale's box, band and quadrature with random band data (no data generation)")
+    p.add_argument("--r-max-fraction", type=float, help="band limit as a fraction of Nyquist (override)")
+    p.add_argument("--shift-extent", type=float, help="shift search radius in pixels (override)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "numpy", "cuda"],
+                   help="where the pose phases run (cuda needs CuPy and a GPU; numpy = the GPU code on the CPU)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--dataset", help="relion: a dataset folder with particles.star and ground_truth.mrc "
+                                     "(default: the cached synthetic small stack)")
+    p.add_argument("--particles", type=int, nargs=2, default=[40, 200], metavar=("SMALL", "LARGE"),
+                   help="relion: the two particle counts whose time difference gives the per-particle E-step")
+    p.add_argument("--healpix-order", type=int, default=2)
+    p.add_argument("--offset-range", type=float, default=3.0)
+    p.add_argument("--work-dir", default="relion-speed", help="relion: where RELION writes its runs")
     p.add_argument("--json", help="also write the numbers to this JSON file")
 
 
-def main(args) -> int:
+def _spec_geometry(problem: str, scale: str, overrides: dict) -> dict:
+    """Box, band, shifts and training-set size of a family's scale (no data touched)."""
+    if problem == "synthetic":
+        from problems.catalog.synthetic import synthetic_spec as spec_of
+    elif problem == "realistic":
+        from problems.catalog.realistic import realistic_spec as spec_of
+    else:
+        raise SystemExit(f"--random-data: only synthetic and realistic have a fixed geometry, not {problem!r}")
+    spec = spec_of(scale, **overrides)
+    return {"box_size": spec.box_size, "r_max_fraction": spec.r_max_fraction,
+            "shift_extent": spec.shift_extent, "n_train": spec.n_train}
+
+
+def _oracle(args) -> dict:
     from problems import load_problem
 
-    from ..perf import bench_oracle, format_report
-    problem = load_problem(args.problem, scale=args.scale)
-    report = bench_oracle(problem, batch_size=args.batch_size, repeats=args.repeats)
+    from ..perf import OracleTarget, bench_oracle, format_report, random_target
+    overrides = {k: v for k, v in (("r_max_fraction", args.r_max_fraction),
+                                   ("shift_extent", args.shift_extent)) if v is not None}
+    if args.random_data:
+        g = _spec_geometry(args.problem, args.scale, overrides)
+        target = random_target(g["box_size"], g["r_max_fraction"], g["shift_extent"],
+                               n_images=max(4 * args.batch_size, args.batch_size * args.repeats),
+                               n_train=g["n_train"], device=args.device,
+                               label=f"{args.problem}-{args.scale} (random band data)")
+    else:
+        if args.problem == "star":
+            if not args.path:
+                raise SystemExit("--problem star needs --path PARTICLES.star")
+            overrides["path"] = args.path
+        target = OracleTarget.from_problem(load_problem(args.problem, scale=args.scale, **overrides),
+                                           device=args.device)
+    report = bench_oracle(target, batch_size=args.batch_size, repeats=args.repeats)
     print(format_report(report))
+    return report
+
+
+def _shifts(args) -> dict:
+    from ..perf import format_shift_profile, shift_profile
+    overrides = {k: v for k, v in (("r_max_fraction", args.r_max_fraction),
+                                   ("shift_extent", args.shift_extent)) if v is not None}
+    g = _spec_geometry(args.problem, args.scale, overrides)
+    if not g["shift_extent"] > 0:
+        raise SystemExit(f"{args.problem}-{args.scale} has no shifts: give --shift-extent (e.g. 2)")
+    report = shift_profile(g["box_size"], g["r_max_fraction"], g["shift_extent"], batch_size=args.batch_size,
+                           repeats=max(3, args.repeats // 4), device=args.device)
+    print(format_shift_profile(report))
+    return report
+
+
+def _relion(args) -> dict:
+    from ..relion_speed import compare, format_comparison
+    if args.dataset:
+        dataset = Path(args.dataset)
+    else:
+        from problems import load_problem
+        from problems.catalog.synthetic import synthetic_spec
+        from problems.data.cache import dataset_dir
+        load_problem("synthetic", scale="small", seed=0)             # generates the stack if missing
+        dataset = dataset_dir(synthetic_spec("small"), 0)
+    report = compare(dataset, Path(args.work_dir), r_max_fraction=args.r_max_fraction or 0.16,
+                     healpix_order=args.healpix_order, offset_range=args.offset_range,
+                     n_small=args.particles[0], n_large=args.particles[1])
+    print(format_comparison(report))
+    return report
+
+
+def main(args) -> int:
+    report = {"oracle": _oracle, "shifts": _shifts, "relion": _relion}[args.what](args)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+            json.dump(report, fh, indent=2, default=str)
     return 0
