@@ -1,4 +1,4 @@
-"""Oracle speed and memory at batch 100 (value, value_and_grad, hvp).
+"""Oracle speed and memory at batch 100 (value, value_and_grad, hvp), and the shift dimension.
 
 The paper scale is benchmarked on the paper's exact objective configuration
 (128 px, 10% Nyquist, 23,600 poses) with random band data, so set-up does
@@ -14,20 +14,9 @@ class _Paper:
     """A counting oracle with the paper scale's likelihood and synthetic band data."""
 
     def __init__(self):
-        from problems.model.grids import make_band
-        from problems.model.marginal import MarginalLikelihood
-        from problems.oracle import CountingOracle
-        from problems.model.poses import make_quadrature
-        from problems.model.prior import DensityPrior
-        r = 0.10 * 128 / 2
-        band = make_band(r)
-        lik = MarginalLikelihood(128, band, make_quadrature(r), 1.0)
-        rng = np.random.default_rng(0)
-        n = 1000
-        images = (rng.standard_normal((n, band.size)) + 1j * rng.standard_normal((n, band.size))).astype(np.complex64)
-        ctf = rng.uniform(-1, 1, (n, band.size)).astype(np.float32)
-        self.oracle = CountingOracle("paper-bench", lik, DensityPrior(1e-4, 1e-4), images, ctf, None, 0)
-        self.x = rng.standard_normal((128,) * 3).astype(np.float32) * 0.01
+        from bench.perf import random_target
+        target = random_target(128, 0.10, n_images=1000, label="paper-bench")
+        self.oracle, self.x = target.oracle(), target.x
 
 
 class Oracle:
@@ -65,4 +54,47 @@ class OracleMemory:
         self.idx = np.arange(100)
 
     def peakmem_value_and_grad_paper(self):
+        self.oracle.value_and_grad(self.x, self.idx)
+
+
+class OracleShifts:
+    """The real-data regime: 16% Nyquist with and without shifts at the same rotations.
+
+    ``time_value_and_grad("shifts") / time_value_and_grad("none")`` is the
+    cost of the shift dimension per pose-rotation (issue 16's target: <= 10x).
+    ``scale`` picks the box: "small" 64 px (shift extent 1: 5 shifts),
+    "paper" 128 px (extent 2: 13 shifts), with random band data.
+    """
+
+    params = (["small", "paper"], ["none", "shifts"])
+    param_names = ["scale", "shifts"]
+    timeout = 600
+
+    def setup(self, scale, shifts):
+        from bench.perf import random_target
+        box, extent = {"small": (64, 1.0), "paper": (128, 2.0)}[scale]
+        target = random_target(box, 0.16, shift_extent=extent if shifts == "shifts" else 0.0, n_images=100)
+        self.oracle, self.x = target.oracle(), target.x
+        self.idx = np.arange(100)
+        self.oracle.value_and_grad(self.x, self.idx)
+
+    def time_value_and_grad(self, scale, shifts):
+        self.oracle.value_and_grad(self.x, self.idx)
+
+
+class OracleDevice:
+    """The array-module pose backend (the GPU code) run with numpy, against the CPU path."""
+
+    params = ["cpu", "numpy"]
+    param_names = ["device"]
+    timeout = 300
+
+    def setup(self, device):
+        from bench.perf import random_target
+        target = random_target(64, 0.16, shift_extent=1.0, n_images=100, device=device)
+        self.oracle, self.x = target.oracle(), target.x
+        self.idx = np.arange(100)
+        self.oracle.value_and_grad(self.x, self.idx)
+
+    def time_value_and_grad(self, device):
         self.oracle.value_and_grad(self.x, self.idx)
