@@ -23,52 +23,64 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 
 @numba.njit(inline="always", fastmath=True)
-def _cell(coords, j, t, offset):
-    """Lower corner and fractional position of sample ``(j, t)`` in the cube.
+def _cell(coords, j, t, offset, k):
+    """Flat index of the lower corner and fractional position of sample ``(j, t)``.
 
     Coordinates plus offset are never negative (checked in Slicer), so
     truncation toward zero is the floor; it is half the cost of np.floor here.
+    Fractions stay in the coordinates' dtype: a float64 ``1.0 - f`` would turn
+    every complex64 product into complex128 (1.6x slower gathers).
     """
     px = coords[j, t, 0] + offset
     py = coords[j, t, 1] + offset
     pz = coords[j, t, 2] + offset
     ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
-    return ix, iy, iz, px - ix, py - iy, pz - iz
+    real = coords.dtype.type
+    return (iz * k + iy) * k + ix, px - real(ix), py - real(iy), pz - real(iz)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _gather(cube, offset, coords, out):
     n_pose, n_coef = coords.shape[0], coords.shape[1]
+    k = cube.shape[0]
+    kk = k * k
+    flat = cube.reshape(-1)
+    one = coords.dtype.type(1.0)
     for j in numba.prange(n_pose):
         for t in range(n_coef):
-            ix, iy, iz, fx, fy, fz = _cell(coords, j, t, offset)
-            gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
-            out[j, t] = (gz * (gy * (gx * cube[iz, iy, ix] + fx * cube[iz, iy, ix + 1])
-                               + fy * (gx * cube[iz, iy + 1, ix] + fx * cube[iz, iy + 1, ix + 1]))
-                         + fz * (gy * (gx * cube[iz + 1, iy, ix] + fx * cube[iz + 1, iy, ix + 1])
-                                 + fy * (gx * cube[iz + 1, iy + 1, ix]
-                                         + fx * cube[iz + 1, iy + 1, ix + 1])))
+            c, fx, fy, fz = _cell(coords, j, t, offset, k)
+            gx, gy, gz = one - fx, one - fy, one - fz
+            a0 = gx * flat[c] + fx * flat[c + 1]
+            a1 = gx * flat[c + k] + fx * flat[c + k + 1]
+            a2 = gx * flat[c + kk] + fx * flat[c + kk + 1]
+            a3 = gx * flat[c + kk + k] + fx * flat[c + kk + k + 1]
+            out[j, t] = gz * (gy * a0 + fy * a1) + fz * (gy * a2 + fy * a3)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _scatter(values, offset, coords, partial):
     n_chunk = partial.shape[0]
     n_pose, n_coef = coords.shape[0], coords.shape[1]
-    for c in numba.prange(n_chunk):
-        acc = partial[c]
-        for j in range(c * n_pose // n_chunk, (c + 1) * n_pose // n_chunk):
+    k = partial.shape[1]
+    kk = k * k
+    one = coords.dtype.type(1.0)
+    for ch in numba.prange(n_chunk):
+        acc = partial[ch].reshape(-1)
+        for j in range(ch * n_pose // n_chunk, (ch + 1) * n_pose // n_chunk):
             for t in range(n_coef):
                 v = values[j, t]
-                ix, iy, iz, fx, fy, fz = _cell(coords, j, t, offset)
-                gx, gy, gz = 1.0 - fx, 1.0 - fy, 1.0 - fz
-                acc[iz, iy, ix] += gz * gy * gx * v
-                acc[iz, iy, ix + 1] += gz * gy * fx * v
-                acc[iz, iy + 1, ix] += gz * fy * gx * v
-                acc[iz, iy + 1, ix + 1] += gz * fy * fx * v
-                acc[iz + 1, iy, ix] += fz * gy * gx * v
-                acc[iz + 1, iy, ix + 1] += fz * gy * fx * v
-                acc[iz + 1, iy + 1, ix] += fz * fy * gx * v
-                acc[iz + 1, iy + 1, ix + 1] += fz * fy * fx * v
+                c, fx, fy, fz = _cell(coords, j, t, offset, k)
+                gx, gy, gz = one - fx, one - fy, one - fz
+                v0, v1 = gz * v, fz * v
+                v00, v01, v10, v11 = gy * v0, fy * v0, gy * v1, fy * v1
+                acc[c] += gx * v00
+                acc[c + 1] += fx * v00
+                acc[c + k] += gx * v01
+                acc[c + k + 1] += fx * v01
+                acc[c + kk] += gx * v10
+                acc[c + kk + 1] += fx * v10
+                acc[c + kk + k] += gx * v11
+                acc[c + kk + k + 1] += fx * v11
 
 
 def slice_coordinates(rotations: np.ndarray, band_k: np.ndarray, dtype=np.float32) -> np.ndarray:
