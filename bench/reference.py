@@ -240,3 +240,28 @@ def score_against_reference(problem: Problem, results_dir, x: np.ndarray, train_
         _store(problem, results_dir, x, entry)
         out["beat_reference"] = True
     return out
+
+
+def run_scores(problem: Problem, results_dir, x: np.ndarray, final_test_nll: float | None,
+               train_objectives: dict, source: str) -> dict:
+    """The harness's end-of-run scores for a record (keys added to its JSON).
+
+    ``train_objective``: full training objective at each snapshot tag;
+    ``optimality``: :func:`score_against_reference` of the final density;
+    ``test_nll_per_image`` (and, with a scoring split, ``score_nll`` /
+    ``score_nll_per_image``): per-image held-out NLLs for paired comparisons.
+    """
+    out: dict = {"train_objective": dict(train_objectives)}
+    if not np.isfinite(x).all():
+        return out
+    final_f = train_objectives.get("final")
+    if final_f is None:
+        final_f = out["train_objective"]["final"] = full_objective(problem, x)
+    test_nll = final_test_nll if final_test_nll is not None and np.isfinite(final_test_nll) else None
+    out["optimality"] = score_against_reference(problem, results_dir, x, final_f, test_nll, source)
+    out["test_nll_per_image"] = problem.test_nll(x, per_image=True).tolist()
+    if getattr(problem, "n_score", 0):
+        per_image = problem.score_nll(x, per_image=True)
+        out["score_nll"] = float(per_image.mean())
+        out["score_nll_per_image"] = per_image.tolist()
+    return out
