@@ -73,8 +73,10 @@ class PartialDFT:
         kh = m + 1
         x = np.ascontiguousarray(x, dtype=self.real_dtype)
         t1 = (x.reshape(n * n, n) @ self._first).view(self.complex_dtype).reshape(n, n, kh)
-        t2 = np.matmul(self.f, t1)                                          # [z, my, mx >= 0]
-        half = (self.f @ t2.reshape(n, k * kh)).reshape(k, k, kh)           # [mz, my, mx >= 0]
+        # z as one large product first, then y batched over the K planes (not
+        # over the N planes): the same flops in 29 instead of 128 small calls, 1.6x faster
+        t2 = (self.f @ t1.reshape(n, n * kh)).reshape(k, n, kh)             # [mz, y, mx >= 0]
+        half = np.matmul(self.f, t2)                                        # [mz, my, mx >= 0]
         cube = np.empty((k, k, k), dtype=self.complex_dtype)
         cube[:, :, m:] = half
         cube[:, :, :m] = half[::-1, ::-1, m:0:-1].conj()
@@ -85,8 +87,9 @@ class PartialDFT:
         kh = m + 1
         gh = np.array(g[:, :, m:], dtype=self.complex_dtype)
         gh[:, :, 1:] += g[::-1, ::-1, m - 1::-1].conj()
-        u2 = (self.f_h @ gh.reshape(k, k * kh)).reshape(n, k, kh)           # [z, my, mx >= 0]
-        u1 = np.ascontiguousarray(np.matmul(self.f_h, u2), dtype=self.complex_dtype)
+        u2 = np.matmul(self.f_h, gh)                                        # [mz, y, mx >= 0]
+        u1 = np.ascontiguousarray((self.f_h @ u2.reshape(k, n * kh)).reshape(n, n, kh),
+                                  dtype=self.complex_dtype)                 # [z, y, mx >= 0]
         return (u1.reshape(n * n, kh).view(self.real_dtype) @ self._first_adj).reshape(n, n, n)
 
 
