@@ -1,4 +1,4 @@
-"""What an optimizer is handed: a facade of the oracle, a cost ledger, and a sandbox hook.
+"""What a trusted in-process optimizer is handed: a facade of the oracle and a cost ledger.
 
 * :func:`guarded` wraps a :class:`problems.oracle.CountingOracle` in an object
   with only the public API (``__slots__``, no attributes to overwrite, no
@@ -7,19 +7,15 @@
   harness; after each step the runner checks that the oracle's counter
   equals the ledger and never decreases, so resetting or lowering the real
   counter is detected (status ``error``, "tampering detected").
-* :func:`install_sandbox` (used by submission workers, which run in their
-  own process) adds an audit hook that, while an optimizer step runs,
-  refuses file access under the data cache and the results directory,
-  garbage-collector and frame introspection, and ``__code__``/frame attribute
-  tricks.  Python cannot be sandboxed completely; what is not prevented is
-  detected by the ledger, and the record says which.
+
+This catches bugs (an optimizer that resets the counter), not attacks: code
+in the same process can reach anything.  Submitted code never runs here; it
+runs in the sandbox of :mod:`bench.isolation`, where the counter lives in
+another process.
 """
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -101,38 +97,3 @@ def check_ledger(oracle, ledger: Ledger, previous_evals: float) -> None:
     if abs(oracle.evals - ledger.total) > 1e-6 * max(1.0, ledger.total):
         raise TamperingDetected(f"tampering detected: oracle counter {oracle.evals:g} != "
                                 f"harness ledger {ledger.total:g}")
-
-
-_DENIED_EVENTS = ("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._getframe",
-                  "sys._current_frames", "object.__getattr__", "ctypes.", "subprocess.Popen", "os.system",
-                  "os.exec", "os.posix_spawn", "os.fork", "mmap.__new__")
-
-
-def install_sandbox(protected: list[Path]) -> "SandboxSwitch":
-    """Add the audit hook (once per process); returns the switch the runner turns on around steps."""
-    protected_roots = [str(Path(p).resolve()) for p in protected]
-    switch = SandboxSwitch()
-
-    def hook(event: str, args: tuple) -> None:
-        if not switch.active:
-            return
-        if event.startswith(_DENIED_EVENTS):
-            raise PermissionError(f"sandbox: {event} is not allowed inside an optimizer step")
-        if event in ("open", "os.listdir", "os.scandir", "shutil.copyfile", "os.rename", "os.remove"):
-            target = args[0] if args else None
-            if isinstance(target, (str, bytes, os.PathLike)):
-                path = os.path.realpath(os.fsdecode(target))
-                if any(path == root or path.startswith(root + os.sep) for root in protected_roots):
-                    raise PermissionError(f"sandbox: {event} of {path} is not allowed inside an optimizer step")
-
-    sys.addaudithook(hook)
-    return switch
-
-
-class SandboxSwitch:
-    """On while an optimizer step runs (set by the runner)."""
-
-    __slots__ = ("active",)
-
-    def __init__(self):
-        self.active = False

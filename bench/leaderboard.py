@@ -10,6 +10,7 @@ ground truth's (50% and 90%; median over seeds; "never" if not reached).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,54 @@ from problems.data.io import atomic_write_text
 GAP_FRACTIONS = (0.5, 0.9)
 
 
-def entry_path(results_dir: Path, label: str, optimizer_name: str) -> Path:
-    return Path(results_dir) / "leaderboard" / label / f"{optimizer_name.replace('/', '_').replace(':', '_')}.json"
+RANKED_RUN_STATUSES = ("finished", "diverged")
+
+
+def entry_path(results_dir: Path, label: str, entry_id: str) -> Path:
+    """``results/leaderboard/<label>/<entry_id>.json``; the id is assigned by the harness
+    (a built-in's name, or ``sub-<random hex>`` for a submission), never by submitted code."""
+    return Path(results_dir) / "leaderboard" / label / f"{entry_id.replace('/', '_').replace(':', '_')}.json"
 
 
 def write_entry(path: Path, entry: dict) -> None:
     atomic_write_text(path, json.dumps(entry, indent=2, sort_keys=True, default=str))
+
+
+def run_ranked(entry: dict) -> bool:
+    """Whether an entry may be ranked: every seed run ended within budget with a consistent ledger
+    (``finished``; ``diverged`` is an honest outcome scored as +inf) -- never ``error``/``timeout``."""
+    return bool(entry["runs"]) and all(r["status"] in RANKED_RUN_STATUSES for r in entry["runs"])
+
+
+def _checked_entry(entry) -> dict:
+    """Raise ValueError unless ``entry`` has the fields ranking reads, with the right types."""
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    for key, kind in (("optimizer", str), ("runs", list), ("hyperparameters", dict), ("tuning_cost", (int, float))):
+        if not isinstance(entry.get(key), kind):
+            raise ValueError(f"field {key!r} missing or not {getattr(kind, '__name__', 'a number')}")
+    for run in entry["runs"]:
+        if not isinstance(run, dict) or not isinstance(run.get("status"), str) or not (
+                run.get("final_test_nll") is None or isinstance(run["final_test_nll"], (int, float))):
+            raise ValueError("a run lacks a status or has a non-numeric final_test_nll")
+    return entry
+
+
+def load_entries(results_dir: Path, label: str) -> tuple[list[dict], list[str]]:
+    """Every readable entry of ``label`` (with ``entry_status``: ranked or why not) and a
+    message per corrupt file (reported and skipped, never raised)."""
+    entries, problems = [], []
+    for path in sorted((Path(results_dir) / "leaderboard" / label).glob("*.json")):
+        try:
+            entry = _checked_entry(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(f"{path}: unreadable entry skipped ({exc})")
+            continue
+        bad = sorted({r["status"] for r in entry["runs"]} - set(RANKED_RUN_STATUSES))
+        entry["entry_status"] = "ranked" if run_ranked(entry) else f"unranked ({', '.join(bad) or 'no runs'})"
+        entry.setdefault("entry_id", path.stem)
+        entries.append(entry)
+    return entries, problems
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -49,8 +92,13 @@ def evals_to_close_gap(parquet: Path, reference: float, fraction: float) -> floa
 def rank(results_dir: Path, label: str) -> pd.DataFrame:
     """One row per entry, best first."""
     rows = []
-    for path in sorted((Path(results_dir) / "leaderboard" / label).glob("*.json")):
-        entry = json.loads(path.read_text())
+    entries, problems = load_entries(results_dir, label)
+    for message in problems:
+        print(f"warning: {message}", file=sys.stderr)
+    for entry in entries:
+        if entry["entry_status"] != "ranked":
+            print(f"not ranked: {entry['entry_id']} ({entry['optimizer']}): {entry['entry_status']}", file=sys.stderr)
+            continue
         finals = np.array([r["final_test_nll"] if r["final_test_nll"] is not None else np.inf
                            for r in entry["runs"]])
         finite = finals[np.isfinite(finals)]

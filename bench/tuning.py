@@ -24,11 +24,26 @@ from scipy.stats import qmc
 from optimizers import get_optimizer_class
 
 
-def sample_hyperparameters(optimizer_spec: str, n_trials: int, seed: int = 0) -> list[dict]:
-    """Trial settings: defaults first, then Sobol points over the search space."""
+def describe_class(optimizer_spec: str) -> dict:
+    """Defaults and search space of an installed (trusted) optimizer, as plain data.
+
+    Submitted optimizers are never imported by the harness: their description
+    comes from :func:`bench.isolation.harness.describe` (same format).
+    """
     cls = get_optimizer_class(optimizer_spec)
-    space = dict(getattr(cls, "search_space", {}) or {})
     defaults = {f.name: f.default for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else {}
+    space = {k: {"low": float(r.low), "high": float(r.high), "scale": r.scale}
+             for k, r in (getattr(cls, "search_space", {}) or {}).items()}
+    return {"name": cls.name, "defaults": defaults, "search_space": space}
+
+
+def sample_hyperparameters(optimizer: str | dict, n_trials: int, seed: int = 0) -> list[dict]:
+    """Trial settings: defaults first, then Sobol points over the search space.
+
+    ``optimizer`` is an installed optimizer's spec or a description (``defaults``, ``search_space``).
+    """
+    desc = describe_class(optimizer) if isinstance(optimizer, str) else optimizer
+    space, defaults = desc["search_space"], desc["defaults"]
     trials = [{}]
     if not space or n_trials <= 1:
         return trials
@@ -39,9 +54,10 @@ def sample_hyperparameters(optimizer_spec: str, n_trials: int, seed: int = 0) ->
     for u in points:
         trial = {}
         for (name, rng), ui in zip(space.items(), u):
-            lo, hi = float(rng.low), float(rng.high)
-            val = lo * (hi / lo) ** ui if rng.scale == "log" else lo + ui * (hi - lo)
-            trial[name] = int(round(val)) if isinstance(defaults.get(name), int) else float(val)
+            lo, hi = float(rng["low"]), float(rng["high"])
+            val = lo * (hi / lo) ** ui if rng["scale"] == "log" else lo + ui * (hi - lo)
+            is_int = isinstance(defaults.get(name), int) and not isinstance(defaults.get(name), bool)
+            trial[name] = int(round(val)) if is_int else float(val)
         trials.append(trial)
     return trials
 

@@ -13,7 +13,9 @@ import pytest
 
 from bench.leaderboard import bootstrap_ci, rank, to_markdown
 from bench.runner import run
-from bench.submit import run_protocol, validate_optimizer_class
+from bench.isolation.harness import describe
+from bench.isolation.sandbox import sandbox_status
+from bench.submit import run_protocol
 from bench.sweep import load_config, run_specs
 from bench.tuning import sample_hyperparameters
 
@@ -125,15 +127,25 @@ def _plugin(tmp_path, body: str, name="Plugin") -> str:
     return f"{path}:{name}"
 
 
+needs_sandbox = pytest.mark.skipif(sandbox_status() is not None, reason=f"no sandbox: {sandbox_status()}")
+
+
+@needs_sandbox
 def test_submission_validation_errors(tmp_path):
+    """The class is checked inside the sandbox; the harness gets the verdict as plain data."""
     with pytest.raises(ValueError, match="missing method step"):
-        validate_optimizer_class(_plugin(tmp_path, ""))
+        describe(_plugin(tmp_path, ""))
     with pytest.raises(ValueError, match=r"step must take \(x, state, oracle, rng\)"):
-        validate_optimizer_class(_plugin(tmp_path, "def step(self, x, oracle):\n    return x, 0\n"))
-    with pytest.raises(ValueError, match="cannot load"):
-        validate_optimizer_class(str(tmp_path / "missing.py") + ":X")
+        describe(_plugin(tmp_path, "def step(self, x, oracle):\n    return x, 0\n"))
+    with pytest.raises(ValueError, match="not found"):
+        describe(str(tmp_path / "missing.py") + ":X")
+    with pytest.raises(ValueError, match="cannot load.*boom"):
+        describe(_plugin(tmp_path, "raise RuntimeError('boom')\n"))
+    ok = describe(_plugin(tmp_path, "def step(self, x, state, oracle, rng):\n    return x, state\n"))
+    assert ok == {"name": "plugin", "defaults": {}, "search_space": {}}
 
 
+@needs_sandbox
 def test_submission_that_raises_is_reported(tiny, tmp_path):
     spec = _plugin(tmp_path, "def step(self, x, state, oracle, rng):\n    raise RuntimeError('boom')\n")
     with pytest.raises(ValueError, match="every tuning run failed.*boom"):
@@ -175,17 +187,12 @@ def test_budget_cannot_be_exceeded(tiny, tmp_path):
     assert json.loads(res.meta_path.read_text())["evals"] == 400
 
 
-@pytest.mark.parametrize("attempt,code", [
-    ("read the cache", "from problems.data.cache import dataset_dir\nfrom problems.catalog.synthetic import synthetic_spec\n"
-                       "open(dataset_dir(synthetic_spec('tiny'), 0) / 'particles.mrcs', 'rb').read(10)"),
-    ("walk the heap", "import gc\ngc.get_objects()"),
-    ("walk the frames", "import sys\nsys._getframe(3).f_locals"),
-])
-def test_sandboxed_submission_cannot_reach_test_data(tiny, tmp_path, attempt, code):
+@needs_sandbox
+def test_submission_cannot_import_the_data_layer(tiny, tmp_path):
+    """Inside the sandbox only problems.protocol exists (the attack plug-ins in tests/attacks go further)."""
     body = ("def step(self, x, state, oracle, rng):\n"
-            + textwrap.indent(code, "    ") + "\n"
-            "    _, g = oracle.value_and_grad(x, oracle.next_batch(100))\n"
-            "    return x - g, state\n")
-    with pytest.raises(ValueError, match="every tuning run failed.*(sandbox|not allowed)"):
+            "    from problems.data.cache import dataset_dir\n"
+            "    return x, state\n")
+    with pytest.raises(ValueError, match="every tuning run failed.*No module named 'problems.data'"):
         run_protocol("synthetic", "tiny", _plugin(tmp_path, body), results_dir=str(tmp_path / "r"),
                      budget="1epoch", tuning_budget="0.5epoch", trials=1, seeds=1, timeout=120)

@@ -1,9 +1,11 @@
 """Submit an optimizer (path/to/file.py:Class or a name) to the leaderboard of one problem."""
 from __future__ import annotations
 
+import json
+
 
 def add_args(p) -> None:
-    p.add_argument("optimizer", help="path/to/file.py:ClassName (or an installed name)")
+    p.add_argument("optimizer", help="path/to/file.py:ClassName (run in the bubblewrap sandbox), or an installed name")
     p.add_argument("--problem", default="synthetic")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small", "paper"])
     p.add_argument("--results", default="results")
@@ -16,12 +18,18 @@ def add_args(p) -> None:
 
 def main(args) -> int:
     from ..leaderboard import rank, to_markdown
-    from ..submit import ensure_builtin_entries, run_protocol
-    path = run_protocol(args.problem, args.scale, args.optimizer, results_dir=args.results,
-                        budget=args.budget, tuning_budget=args.tuning_budget, trials=args.trials,
-                        seeds=args.seeds, timeout=args.timeout)
+    from ..isolation.sandbox import SandboxUnavailable
+    from ..submit import SecretSeedMissing, ensure_builtin_entries, run_protocol
+    try:
+        path = run_protocol(args.problem, args.scale, args.optimizer, results_dir=args.results,
+                            budget=args.budget, tuning_budget=args.tuning_budget, trials=args.trials,
+                            seeds=args.seeds, timeout=args.timeout)
+    except (SandboxUnavailable, SecretSeedMissing, ValueError) as exc:
+        print(f"cryoopt submit: not scored: {exc}")
+        return 2
     ensure_builtin_entries(args.problem, args.scale, args.results)
     label = path.parent.name
-    print(f"entry written: {path}\n")
+    entry = json.loads(path.read_text())
+    print(f"entry written: {path} (id {entry['entry_id']}, {entry['status']})\n")
     print(to_markdown(rank(args.results, label), label))
     return 0

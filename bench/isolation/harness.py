@@ -1,0 +1,242 @@
+"""The trusted side of an isolated run: start the oracle server and the sandbox, evaluate, write the record.
+
+The harness never imports the submitted module.  :func:`describe` asks a
+sandboxed child for the class's name, defaults and search space and checks
+the plain data it gets back; :func:`run_isolated` runs one (hyperparameters,
+seed, budget) on one problem: the oracle server (:mod:`.server`) answers
+the sandboxed optimizer, forwards its density when the counter crosses the
+harness's checkpoint schedule, and reports the facts it owns at the end.
+The harness computes test NLL and FSC from those densities and is the only
+writer of records.  What the optimizer prints is kept (capped) as a log
+for the human reader, never parsed.
+"""
+from __future__ import annotations
+
+import math
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from problems.data.io import write_mrc
+
+from ..metrics import compare_to_truth
+from ..records import environment, record_paths, run_key, write_record
+from ..runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
+from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
+from .sandbox import SandboxUnavailable
+from .wire import PeerClosed, ProtocolViolation, recv, send
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def require_sandbox() -> None:
+    """Raise :class:`SandboxUnavailable` (with the reason) unless the sandbox works here."""
+    why = sandbox_status()
+    if why is not None:
+        raise SandboxUnavailable(f"cannot score submitted optimizers without the sandbox: {why}")
+
+
+def _split_spec(spec: str) -> tuple[Path, str]:
+    path, sep, cls = spec.rpartition(":")
+    if not sep or not path.endswith(".py") or not cls.isidentifier():
+        raise ValueError(f"submission {spec!r}: expected path/to/file.py:ClassName")
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ValueError(f"submission file {file} not found")
+    return file, cls
+
+
+def _start(submission: Path, limits: Limits, protected: list[Path], tmp: Path) -> tuple[Sandboxed, socket.socket]:
+    staging = stage(tmp / "app")
+    check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(submission)], protected)
+    mine, theirs = socket.socketpair()
+    child = Sandboxed(command(staging, submission, limits, theirs.fileno()), theirs.fileno(), limits)
+    theirs.close()
+    return child, mine
+
+
+def check_description(d: dict) -> dict:
+    """Validate the plain data a sandboxed child returned about a class (types, sizes, names)."""
+    if not isinstance(d.get("name"), str) or not NAME_RE.fullmatch(d["name"]):
+        raise ValueError(f"optimizer name {str(d.get('name'))[:80]!r}: use 1-64 letters, digits, '_.+-'")
+    defaults, space = d.get("defaults"), d.get("search_space")
+    if not isinstance(defaults, dict) or len(defaults) > 64 or not all(
+            isinstance(k, str) and len(k) <= 64 and isinstance(v, _SCALARS) for k, v in defaults.items()):
+        raise ValueError("hyperparameters must be at most 64 named numbers, strings or booleans")
+    if not isinstance(space, dict) or not all(k in defaults for k in space):
+        raise ValueError("search_space must name hyperparameters")
+    for key, r in space.items():
+        lo, hi, scale = r.get("low"), r.get("high"), r.get("scale")
+        if not (isinstance(lo, float) and isinstance(hi, float) and math.isfinite(lo) and math.isfinite(hi)
+                and lo < hi and scale in ("log", "linear") and (scale == "linear" or lo > 0)):
+            raise ValueError(f"search_space[{key!r}]: need finite low < high (> 0 for log), scale log|linear")
+    return {"name": d["name"], "defaults": defaults, "search_space": space}
+
+
+def describe(spec: str, *, timeout: float = 60.0, limits: Limits = Limits(), protected=()) -> dict:
+    """Load and check a submitted class inside the sandbox; returns its checked description.
+
+    Raises ValueError with the child's message when the class is unusable.
+    """
+    require_sandbox()
+    file, cls = _split_spec(spec)
+    with tempfile.TemporaryDirectory(prefix="cryoopt-describe-") as tmp:
+        child, sock = _start(file, limits, list(protected), Path(tmp))
+        try:
+            sock.settimeout(timeout)
+            send(sock, {"op": "describe", "spec": f"/submission/{file.name}:{cls}"})
+            header, _ = recv(sock, 0)
+        except (OSError, PeerClosed, ProtocolViolation) as exc:
+            raise ValueError(f"{spec}: the class could not be described ({type(exc).__name__}); "
+                             f"output: {child.text()[-500:]}") from None
+        finally:
+            child.kill()
+            sock.close()
+    if header.get("ok") is not True:
+        raise ValueError(str(header.get("message", "invalid class"))[:2000])
+    return check_description(header)
+
+
+class _Evaluator:
+    """Test NLL at checkpoints, snapshots and FSC: the harness's half of the run record."""
+
+    def __init__(self, problem, compare_truth: bool, meta_path: Path, key: str, budget: float):
+        self.problem, self.compare, self.meta_path, self.key = problem, compare_truth, meta_path, key
+        self.rows, self.snapshots, self.fsc = [], {}, {}
+        self.pending = [s for s in SNAPSHOT_EVALS if s < budget]
+
+    def checkpoint(self, h: dict, x: np.ndarray) -> None:
+        finite = bool(np.isfinite(x).all())
+        self.rows.append({"evals": float(h["evals"]), "wall_time": float(h["wall_time"]),
+                          "train_objective": h.get("train_objective"),
+                          "test_nll": self.problem.test_nll(x) if finite else np.nan})
+        while self.pending and h["evals"] >= self.pending[0]:
+            self.snapshot(x, f"{int(self.pending.pop(0))}", h["evals"])
+
+    def snapshot(self, x: np.ndarray, tag: str, evals: float) -> None:
+        pixel = self.problem.metadata.get("pixel_size_angstrom", 1.0)
+        path = self.meta_path.with_name(f"{self.key}.{tag}.mrc")
+        write_mrc(path, x, pixel)
+        self.snapshots[tag] = path.name
+        if self.compare and self.problem.ground_truth is not None:
+            cmp = compare_to_truth(x, self.problem.ground_truth, pixel, self.problem.band.r_max)
+            self.fsc[tag] = {k: v for k, v in cmp.items() if k != "aligned"} | {"evals": evals}
+
+
+def _load(spec: dict):
+    from problems import load_problem
+    problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
+                           **spec.get("extra", {}))
+    if spec.get("validation"):
+        problem = problem.validation_split(spec["validation"], seed=spec["data_seed"])
+    return problem
+
+
+def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: float = 600.0,
+                 limits: Limits = Limits(), protected=()) -> dict:
+    """One isolated run; returns ``{"spec", "status", "final_test_nll", "meta_path", "evals"}``.
+
+    ``spec`` holds ``problem, scale, data_seed, optimizer (file.py:Class), hyper, seed, budget,
+    record_name`` and optionally ``validation, extra, compare_truth``; ``info`` is :func:`describe`'s.
+    Statuses: ``finished`` (budget spent, ledger consistent), ``diverged``, ``error``, ``timeout``.
+    """
+    require_sandbox()
+    file, cls = _split_spec(spec["optimizer"])
+    unknown = set(spec.get("hyper", {})) - set(info["defaults"])
+    if unknown:
+        raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
+    full_hyper = {**info["defaults"], **spec.get("hyper", {})}
+    ctl, ctl_server = socket.socketpair()
+    opt_server, opt_child = socket.socketpair()
+    server = subprocess.Popen([sys.executable, "-m", "bench.isolation.server", str(ctl_server.fileno()),
+                               str(opt_server.fileno())], pass_fds=(ctl_server.fileno(), opt_server.fileno()),
+                              cwd=Path(__file__).resolve().parents[2])
+    ctl_server.close()
+    opt_server.close()
+    # The server loads its half of the problem while the harness loads its own.
+    send(ctl, {k: spec[k] for k in ("problem", "scale", "data_seed", "seed")} | {
+        "extra": spec.get("extra", {}), "validation": spec.get("validation")})
+    problem = _load(spec)
+    budget = parse_budget(spec["budget"], problem.n_train)
+    label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
+    key = run_key(problem.metadata["content_hash"], info["name"], full_hyper, spec["seed"], budget)
+    parquet, meta_path = record_paths(Path(results_dir), label, spec["record_name"], key)
+    meta_path.parent.mkdir(parents=True, exist_ok=True)
+    ev = _Evaluator(problem, spec.get("compare_truth", True), meta_path, key, budget)
+    schedule = sorted(set(checkpoint_schedule(budget).tolist()) | {float(s) for s in ev.pending})
+    status, message, end, x = "error", "", {}, None
+    with tempfile.TemporaryDirectory(prefix="cryoopt-run-") as tmp:
+        staging = stage(Path(tmp) / "app")
+        check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(file)], list(protected))
+        child = Sandboxed(command(staging, file, limits, opt_child.fileno()), opt_child.fileno(), limits)
+        opt_child.close()
+        started = time.monotonic()
+        try:
+            send(ctl, {"budget": budget, "checkpoints": schedule, "child": {
+                "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"]}})
+            timed_out = False
+            while True:
+                left = timeout - (time.monotonic() - started)
+                if left <= 0 and not timed_out:
+                    timed_out = True
+                    child.kill()                  # the server sees the connection close and reports
+                ctl.settimeout(max(left, 0) if not timed_out else 120)
+                try:
+                    h, arrays = recv(ctl, 64 * int(np.prod(problem.shape)) * 4)
+                except socket.timeout:
+                    if timed_out:
+                        raise RuntimeError("the oracle server did not report") from None
+                    continue
+                if h.get("op") == "checkpoint":
+                    ev.checkpoint(h, arrays[0])
+                    send(ctl, {"op": "ack"})
+                elif h.get("op") == "end":
+                    end, x = h, arrays[0]
+                    status, message = ("timeout", f"killed after {timeout:g} s") if timed_out else (
+                        h["status"], h["message"])
+                    break
+        except (PeerClosed, ProtocolViolation, RuntimeError, OSError) as exc:
+            status, message = "error", f"oracle server failed: {exc}"
+        finally:
+            child.kill()
+            ctl.close()
+            try:                                  # it has reported everything; do not wait for its teardown
+                server.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    evals = float(end.get("evals", 0.0))
+    if status == "finished" and (end.get("budget") != budget or evals > budget + 1e-9 or not end.get("exhausted")):
+        status, message = "error", "inconsistent ledger"
+    if x is not None:
+        if not ev.rows or ev.rows[-1]["evals"] != evals:
+            ev.checkpoint({"evals": evals, "wall_time": end.get("wall_time", 0.0),
+                           "train_objective": end.get("train_objective")}, x)
+        if np.isfinite(x).all():
+            ev.snapshot(x, "final", evals)
+    final = ev.rows[-1]["test_nll"] if ev.rows else np.nan
+    reference = None if problem.ground_truth is None else problem.test_nll(problem.ground_truth)
+    meta = {"run_key": key, "problem": problem.name, "problem_label": label,
+            "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
+            "optimizer": info["name"], "optimizer_spec": spec["optimizer"], "record_name": spec["record_name"],
+            "hyperparameters": full_hyper, "seed": spec["seed"], "budget": budget, "evals": evals,
+            "status": status, "message": message, "isolated": True,
+            "final_test_nll": None if not np.isfinite(final) else float(final), "reference_test_nll": reference,
+            "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
+            "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),
+            "snapshots": ev.snapshots, "fsc": ev.fsc, "calls": end.get("calls", {}),
+            "ledger": end.get("ledger"), **environment()}
+    meta_path.with_suffix(".log").write_text(child.text())
+    rows = ev.rows or [{"evals": 0.0, "wall_time": 0.0, "train_objective": None, "test_nll": np.nan}]
+    for row in rows:
+        row.update(run_key=key, optimizer=info["name"], seed=spec["seed"], problem=label)
+    write_record(parquet, meta_path, rows, meta)
+    return {"spec": spec, "status": status, "final_test_nll": meta["final_test_nll"], "meta_path": str(meta_path),
+            "evals": evals, "message": message}

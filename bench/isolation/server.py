@@ -1,0 +1,200 @@
+"""The oracle server: the only process that holds the training images, the counter and the budget.
+
+``python -m bench.isolation.server CONTROL_FD OPTIMIZER_FD`` (started by
+:mod:`bench.isolation.harness`).  The harness sends the run's specification
+on the control socket; the server loads the problem, keeps only its
+:class:`~problems.oracle.CountingOracle` (the held-out images are dropped
+before the optimizer starts), sends the optimizer its start message and
+then answers its requests (:mod:`bench.isolation.wire`: JSON headers and raw
+arrays, nothing unpickled).  Every answer carries the counter; a call that
+would exceed the budget is refused with ``BudgetExhausted``.
+
+At each step boundary the optimizer sends its density; when the counter has
+crossed the next point of the harness's schedule the server forwards it to
+the harness and waits for the acknowledgement (evaluation time is not
+optimizer time).  At the end it reports the facts it owns -- cost, calls,
+whether the budget was spent, the last density -- and exits.  The
+optimizer's own claims (``error`` messages) only ever make a run *worse*.
+"""
+from __future__ import annotations
+
+import gc
+import socket
+import sys
+import time
+
+import numpy as np
+
+from problems.protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
+                               NonFiniteInput, OracleInputError)
+
+from .wire import PeerClosed, ProtocolViolation, recv, send
+
+_COSTS = {"value": COST_VALUE, "value_and_grad": COST_GRADIENT, "hvp": COST_HVP, "expectation": COST_EXPECTATION}
+
+
+class _Session:
+    """State of one served run (see module docstring)."""
+
+    def __init__(self, oracle, checkpoints: list[float], control: socket.socket, opt: socket.socket):
+        from problems.oracle import EStepStatistics
+        self.stats_type = EStepStatistics
+        self.oracle, self.control, self.opt = oracle, control, opt
+        self.checkpoints = sorted(float(c) for c in checkpoints)
+        self.next_cp = 0
+        self.calls = {k: 0 for k in _COSTS}
+        self.ledger = 0.0
+        self.stats_layout = None          # (shape, dtype) of za, zq as expectation returns them
+        self.exhausted = False
+        self.last_step_evals = 0.0
+        self.wall = 0.0
+        self.max_payload = 64 * int(np.prod(oracle.shape)) * 4 + (64 << 20)
+
+    # ------------------------------------------------------------ one request
+    def _x(self, arr: np.ndarray, what: str) -> np.ndarray:
+        if arr.shape != tuple(self.oracle.shape):
+            raise OracleInputError(f"{what} has shape {arr.shape}, expected {tuple(self.oracle.shape)}")
+        return arr
+
+    def _charged(self, op: str, idx: np.ndarray, fn):
+        before = self.oracle.evals
+        try:
+            out = fn()
+        except BudgetExhausted:
+            self.exhausted = True
+            raise
+        self.calls[op] += 1
+        self.ledger += _COSTS[op] * np.asarray(idx).size
+        if self.oracle.evals < before:
+            raise RuntimeError("oracle counter decreased")
+        return out
+
+    def answer(self, op: str, h: dict, a: list[np.ndarray]) -> tuple[dict, list]:
+        o = self.oracle
+        if op == "value":
+            return {"value": self._charged(op, a[1], lambda: o.value(self._x(a[0], "x"), a[1]))}, []
+        if op == "value_and_grad":
+            val, grad = self._charged(op, a[1], lambda: o.value_and_grad(self._x(a[0], "x"), a[1]))
+            return {"value": val}, [grad]
+        if op == "hvp":
+            return {}, [self._charged(op, a[2], lambda: o.hvp(self._x(a[0], "x"), self._x(a[1], "v"), a[2]))]
+        if op == "expectation":
+            stats = self._charged(op, a[1], lambda: o.expectation(self._x(a[0], "x"), a[1], hard=h.get("hard") is True))
+            self.stats_layout = (stats.za.shape, stats.za.dtype, stats.zq.shape, stats.zq.dtype)
+            return {"count": stats.count}, [stats.za, stats.zq]
+        if op == "m_step":
+            layout, count = self.stats_layout, h.get("count")
+            if layout is None or a[0].shape != layout[0] or a[1].shape != layout[2]:
+                raise OracleInputError("m_step needs EStepStatistics from expectation()")
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= 1 << 40:
+                raise OracleInputError("m_step: count must be a positive integer")
+            if not (np.isfinite(a[0]).all() and np.isfinite(a[1]).all()):
+                raise NonFiniteInput("m_step: statistics contain NaN or infinite values")
+            max_iter = h.get("max_iter", 30)
+            if not isinstance(max_iter, int) or not 1 <= max_iter <= 1000:
+                raise OracleInputError("m_step: max_iter must be an integer in [1, 1000]")
+            stats = self.stats_type(a[0].astype(layout[1]), a[1].astype(layout[3]), count)
+            return {}, [o.m_step(stats, self._x(a[2], "x0"), max_iter=max_iter)]
+        if op == "next_batch":
+            size = h.get("size")
+            if not isinstance(size, int) or isinstance(size, bool):
+                raise OracleInputError("next_batch: size must be an integer")
+            return {}, [o.next_batch(size)]
+        raise ProtocolViolation(f"unknown request {str(op)[:40]!r}")
+
+    # ------------------------------------------------------------ step boundaries
+    def step(self, a: list[np.ndarray]) -> str | None:
+        """A step boundary; returns a terminal status message, or None to continue."""
+        if len(a) != 1 or a[0].shape != tuple(self.oracle.shape):
+            raise ProtocolViolation("step: expected one density of the problem's shape")
+        x = a[0].astype(np.float32)
+        self.last_x = x
+        if not np.isfinite(x).all():
+            return "diverged"
+        if self.oracle.evals == self.last_step_evals:
+            raise ProtocolViolation("the optimizer made a step that evaluated nothing")
+        self.last_step_evals = self.oracle.evals
+        if self.next_cp < len(self.checkpoints) and self.oracle.evals >= self.checkpoints[self.next_cp]:
+            self.next_cp = int(np.searchsorted(self.checkpoints, self.oracle.evals, side="right"))
+            self.report("checkpoint", x)
+            recv(self.control, 0)               # the harness's acknowledgement
+        return None
+
+    def report(self, op: str, x: np.ndarray, **extra) -> None:
+        send(self.control, {"op": op, "evals": self.oracle.evals, "wall_time": self.wall,
+                            "train_objective": self.oracle.last_value, **extra}, [x])
+
+    def serve(self) -> tuple[str, str]:
+        """Answer requests until the optimizer finishes, fails or goes away; returns (status, message)."""
+        t0 = time.perf_counter()
+        while True:
+            try:
+                header, arrays = recv(self.opt, self.max_payload)
+            except PeerClosed:
+                return "error", "the optimizer process ended without finishing"
+            except ProtocolViolation as exc:
+                return "error", f"protocol violation: {exc}"
+            op = header.get("op")
+            if op == "done":
+                if not self.exhausted:
+                    return "error", "the optimizer stopped before spending its budget"
+                return "finished", ""
+            if op == "error":
+                kind = "diverged" if header.get("kind") == "diverged" else "error"
+                return kind, str(header.get("message", ""))[:2000]
+            try:
+                if op == "step":
+                    self.wall += time.perf_counter() - t0
+                    verdict = self.step(arrays)
+                    t0 = time.perf_counter()
+                    if verdict is not None:
+                        return verdict, f"non-finite density after {self.oracle.evals:g} evaluations"
+                    reply, out = {}, []
+                else:
+                    reply, out = self.answer(op, header, arrays)
+            except (BudgetExhausted, OracleInputError) as exc:
+                reply, out = {"error": type(exc).__name__, "message": str(exc)}, []
+                if isinstance(exc, NonFiniteInput):
+                    reply["error"] = "NonFiniteInput"
+            except ProtocolViolation as exc:
+                return "error", f"protocol violation: {exc}"
+            except (IndexError, TypeError, ValueError) as exc:
+                reply, out = {"error": "OracleInputError", "message": f"{op}: {exc}"}, []
+            try:
+                send(self.opt, {**reply, "evals": self.oracle.evals}, out)
+            except OSError:
+                return "error", "the optimizer process ended without finishing"
+
+
+def main(argv: list[str]) -> int:
+    control = socket.socket(fileno=int(argv[0]))
+    opt = socket.socket(fileno=int(argv[1]))
+    spec, _ = recv(control, 0)              # the data half: problem, instance seed, split, run seed
+    from problems import load_problem
+    problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
+                           **spec.get("extra", {}))
+    if spec.get("validation"):
+        problem = problem.validation_split(spec["validation"], seed=spec["data_seed"])
+    x0 = problem.initial_density(spec["seed"]).astype(np.float32)
+    run, _ = recv(control, 0)               # the run half: budget, checkpoint schedule, the child's start message
+    spec.update(run)
+    oracle = problem.oracle(budget=spec["budget"])
+    del problem                           # the held-out images go before the optimizer starts
+    gc.collect()
+    session = _Session(oracle, spec["checkpoints"], control, opt)
+    session.last_x = x0
+    session.report("checkpoint", x0)
+    recv(control, 0)
+    send(opt, {"op": "run", **spec["child"], "n_train": oracle.n_train, "shape": list(oracle.shape),
+               "budget": oracle.budget}, [x0])
+    status, message = session.serve()
+    if status == "finished" and abs(session.ledger - oracle.evals) > 1e-6 * max(1.0, oracle.evals):
+        status, message = "error", f"ledger {session.ledger:g} != counter {oracle.evals:g}"
+    session.report("end", session.last_x, status=status, message=message, calls=session.calls,
+                   ledger=session.ledger, budget=oracle.budget, exhausted=session.exhausted)
+    opt.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
