@@ -141,6 +141,10 @@ def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figu
         ax.plot(np.asarray(f["frequency"]) / pixel_size, f["fsc"], label=name, color=plt.cm.tab20(i % 20))
     for level in (0.5, 0.143):
         ax.axhline(level, color="k", ls=":", lw=0.8)
+    limits = [f["band_limit_cycles_per_pixel"] for f in fscs.values() if f.get("band_limit_cycles_per_pixel")]
+    if limits:      # beyond the band the data constrain nothing: shade it
+        edge = limits[0] / pixel_size
+        ax.axvspan(edge, ax.get_xlim()[1], color="0.9", zorder=0, label="beyond band")
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("FSC vs ground truth (aligned)")
     ax.set_ylim(-0.1, 1.02)
