@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -18,7 +19,73 @@ import pandas as pd
 
 from problems.data.io import atomic_path, atomic_write_text
 
-STATUSES = ("finished", "diverged", "error", "interrupted")
+#: Every status a run can end with (records, summaries, leaderboard entries):
+#: ``finished`` -- the budget was spent; ``diverged`` -- the density became
+#: non-finite (or the oracle refused one: :class:`problems.NonFiniteInput`);
+#: ``error`` -- an exception, tampering or a failed worker, with the message;
+#: ``interrupted`` -- Ctrl-C (redone on resume); ``timeout`` -- a sandboxed
+#: submission killed by its time limit (no record).
+STATUSES = ("finished", "diverged", "error", "interrupted", "timeout")
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """A run record's metadata: the JSON beside its parquet table (the keys are the fields).
+
+    Built once by the runner, read back by :meth:`read` wherever a record is
+    consumed.  ``extra`` holds the environment (package version, git commit,
+    machine) and any further keys a writer adds; they are written at the top
+    level of the JSON, so older records and readers see the same keys as before.
+    """
+
+    run_key: str
+    problem: str
+    problem_label: str
+    problem_version: str
+    problem_hash: str
+    optimizer: str
+    optimizer_spec: str
+    hyperparameters: dict
+    seed: int
+    budget: float
+    evals: float
+    status: str
+    message: str
+    final_test_nll: float | None
+    reference_test_nll: float | None = None
+    pixel_size_angstrom: float | None = None
+    band_radius: float | None = None
+    n_train: int | None = None
+    optimizer_seconds: float = 0.0
+    snapshots: dict = field(default_factory=dict)
+    fsc: dict = field(default_factory=dict)
+    calls: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"run {self.run_key}: status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        clash = set(out) & set(self.extra)
+        if clash:
+            raise ValueError(f"run {self.run_key}: extra keys {sorted(clash)} shadow record fields")
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RunMeta:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in names})
+
+    @classmethod
+    def read(cls, meta_path: str | Path) -> RunMeta:
+        """The metadata of a complete record; ``ValueError`` naming the file if it is not one."""
+        try:
+            return cls.from_json(json.loads(Path(meta_path).read_text()))
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{meta_path}: not a run record ({exc})") from exc
 
 
 def run_key(problem_hash: str, optimizer: str, hyper: dict, seed: int, budget: float) -> str:
@@ -32,8 +99,9 @@ def record_paths(results_dir: Path, problem_label: str, optimizer: str, key: str
     return base / f"{key}.parquet", base / f"{key}.json"
 
 
-def write_record(parquet: Path, meta_path: Path, rows: list[dict], meta: dict) -> None:
+def write_record(parquet: Path, meta_path: Path, rows: list[dict], meta: RunMeta | dict) -> None:
     """Write the table first and the metadata last: a run is complete iff its JSON exists."""
+    meta = (meta if isinstance(meta, RunMeta) else RunMeta.from_json(meta)).to_json()   # checks the status
     with atomic_path(parquet) as tmp:
         pd.DataFrame(rows).to_parquet(tmp, engine="pyarrow", index=False)
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str))

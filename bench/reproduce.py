@@ -17,17 +17,19 @@ from optimizers import PAPER_SEVEN
 from .report import figures
 from .report.build import display_filter, fsc_table, snapshot_panels
 from .report.data import load_runs
+from .records import RunMeta
+from .spec import RunSpec
 from .sweep import run_specs
 
 FIGURES = ("fig3", "fig4", "fig6")
 
 
-def _specs(figure: str, scale: str, results_dir: str) -> list[dict]:
-    base = {"problem": "synthetic", "scale": scale, "seed": 0, "results_dir": results_dir, "hyper": {}}
+def _specs(figure: str, scale: str, results_dir: str) -> list[RunSpec]:
+    def spec(name: str, budget: str) -> RunSpec:
+        return RunSpec(problem="synthetic", scale=scale, optimizer=name, budget=budget, results_dir=results_dir)
     if figure in ("fig3", "fig4"):
-        return [{**base, "optimizer": name, "budget": "10epochs"} for name in PAPER_SEVEN]
-    return ([{**base, "optimizer": name, "budget": "5epochs"} for name in ("projection-matching", "em")]
-            + [{**base, "optimizer": "sgd", "budget": "1epoch"}])
+        return [spec(name, "10epochs") for name in PAPER_SEVEN]
+    return [spec(name, "5epochs") for name in ("projection-matching", "em")] + [spec("sgd", "1epoch")]
 
 
 def reproduce(figure: str, scale: str = "small", results_dir: str = "results", out_root: str = "reports",
@@ -36,12 +38,12 @@ def reproduce(figure: str, scale: str = "small", results_dir: str = "results", o
         raise ValueError(f"unknown figure {figure!r}; choose from {', '.join(FIGURES)}")
     specs = _specs(figure, scale, results_dir)
     results = run_specs(specs, n_jobs=n_jobs, progress=progress)
-    keys = {r["key"] for r in results}
-    rows, metas = load_runs(results_dir, f"synthetic-{scale}")
+    keys = {r.key for r in results}
+    label = RunMeta.read(results[0].meta_path).problem_label     # the records name their problem
+    rows, metas = load_runs(results_dir, label)
     metas = [m for m in metas if m["run_key"] in keys]
     rows = rows[rows.run_key.isin(keys)]
     out = Path(out_root) / figure
-    label = f"synthetic-{scale}"
     truth_path = Path(results_dir) / label / "ground_truth.mrc"
     from problems.data.io import read_mrc
     truth = read_mrc(truth_path)[0] if truth_path.exists() else None

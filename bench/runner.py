@@ -8,24 +8,23 @@ to the optimizer.  Density snapshots (MRC) are kept at paper Fig. 4's points
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from optimizers import OptimizerInfo, get_optimizer, hyperparameters
-from problems import BudgetExhausted, Problem
+from problems import BudgetExhausted, Problem, problem_label
 from problems.data.io import write_mrc
 from problems.protocol import NonFiniteInput, OracleInputError
 
 from .metrics import compare_to_truth
 from .guard import TamperingDetected, check_ledger, guarded
-from .records import environment, record_paths, run_key, write_record
+from .records import RunMeta, environment, record_paths, run_key, write_record
+from .spec import RunSummary
 
 SNAPSHOT_EVALS = (5_000, 50_000)
 
@@ -49,19 +48,13 @@ def checkpoint_schedule(budget: float, n_points: int = 24, first: float = 100.0)
     return np.unique(np.concatenate([np.geomspace(min(first, budget), budget, n_points), [budget]]))
 
 
-@dataclass
-class RunResult:
-    status: str
-    key: str
-    meta_path: Path
-    final_test_nll: float | None
-    skipped: bool = False
+RunResult = RunSummary      # the name callers used before the summary type was shared
 
 
 def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget: str | float = "1epoch",
         seed: int = 0, results_dir: str | Path = "results", progress: bool = True,
         x0: np.ndarray | None = None, force: bool = False, compare_truth: bool = True,
-        sandbox=None) -> RunResult:
+        sandbox=None) -> RunSummary:
     """Run one optimizer on one problem and write its record (or reuse an existing one).
 
     The optimizer sees a guarded facade of the oracle (:mod:`bench.guard`);
@@ -73,13 +66,13 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     opt = get_optimizer(optimizer_spec, **(hyper or {}))
     full_hyper = hyperparameters(opt)
     budget_evals = parse_budget(budget, problem.n_train)
-    label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
+    label = problem_label(problem)
     key = run_key(problem.metadata["content_hash"], opt.name, full_hyper, seed, budget_evals)
     parquet, meta_path = record_paths(Path(results_dir), label, opt.name, key)
     if meta_path.exists() and not force:
-        meta = json.loads(meta_path.read_text())
-        if meta["status"] != "interrupted":
-            return RunResult(meta["status"], key, meta_path, meta.get("final_test_nll"), skipped=True)
+        done = RunMeta.read(meta_path)
+        if done.status != "interrupted":
+            return RunSummary(done.status, key, meta_path, done.final_test_nll, skipped=True, message=done.message)
 
     oracle = problem.oracle(budget=budget_evals)
     facade, ledger = guarded(oracle)
@@ -172,20 +165,20 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         truth_path = Path(results_dir) / label / "ground_truth.mrc"
         if not truth_path.exists():
             write_mrc(truth_path, problem.ground_truth, problem.metadata.get("pixel_size_angstrom", 1.0))
-    meta = {
-        "run_key": key, "problem": problem.name, "problem_label": label,
-        "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
-        "optimizer": opt.name, "optimizer_spec": optimizer_spec, "hyperparameters": full_hyper,
-        "seed": seed, "budget": budget_evals, "evals": oracle.evals, "status": status, "message": message,
-        "final_test_nll": None if not np.isfinite(final) else float(final),
-        "reference_test_nll": reference, "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"),
-        "band_radius": problem.band.r_max, "n_train": problem.n_train,
-        "optimizer_seconds": opt_time, "snapshots": snapshots, "fsc": fsc_results,
-        "calls": ledger.calls, **environment(),
-    }
+    meta = RunMeta(
+        run_key=key, problem=problem.name, problem_label=label,
+        problem_version=problem.metadata["version"], problem_hash=problem.metadata["content_hash"],
+        optimizer=opt.name, optimizer_spec=optimizer_spec, hyperparameters=full_hyper,
+        seed=seed, budget=budget_evals, evals=oracle.evals, status=status, message=message,
+        final_test_nll=None if not np.isfinite(final) else float(final),
+        reference_test_nll=reference, pixel_size_angstrom=problem.metadata.get("pixel_size_angstrom"),
+        band_radius=problem.band.r_max, n_train=problem.n_train,
+        optimizer_seconds=opt_time, snapshots=snapshots, fsc=fsc_results,
+        calls=ledger.calls, extra=environment(),
+    )
     for row in rows:
         row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)
     write_record(parquet, meta_path, rows, meta)
     if status == "interrupted":
         raise KeyboardInterrupt
-    return RunResult(status, key, meta_path, meta["final_test_nll"])
+    return RunSummary(status, key, meta_path, meta.final_test_nll, message=message)

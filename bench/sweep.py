@@ -8,34 +8,29 @@ processes by default and on a Dask cluster when a scheduler address is given.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import tomllib
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from optimizers import coerce_hyperparameters, get_optimizer_class
 
-@functools.lru_cache(maxsize=4)
-def _problem(name: str, scale: str, data_seed: int, extra: tuple = ()):
-    from problems import load_problem
-    return load_problem(name, scale=scale, seed=data_seed, progress=False, **dict(extra))
+from .spec import RunSpec, RunSummary, cached_problem
+
+_problem = cached_problem      # the old name (bench/submit.py, bench/worker.py)
 
 
-def execute(spec: dict) -> dict:
-    """Run one spec (a plain dict, so it travels to any worker) and return its summary."""
+def execute(spec: RunSpec | dict) -> RunSummary:
+    """Run one spec (plain data, so it travels to any worker) and return its summary."""
     from .runner import run
-    problem = _problem(spec["problem"], spec["scale"], spec.get("data_seed", 0), tuple(sorted(spec.get("extra", {}).items())))
-    if spec.get("validation"):
-        problem = problem.validation_split(spec["validation"], seed=spec.get("data_seed", 0))
-    res = run(problem, spec["optimizer"], spec.get("hyper", {}), budget=spec["budget"], seed=spec.get("seed", 0),
-              results_dir=spec.get("results_dir", "results"), progress=False,
-              compare_truth=spec.get("compare_truth", True))
-    return {"spec": spec, "status": res.status, "key": res.key, "final_test_nll": res.final_test_nll,
-            "skipped": res.skipped, "meta_path": str(res.meta_path)}
+    spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+    res = run(spec.load_problem(), spec.optimizer, spec.hyper, budget=spec.budget, seed=spec.seed,
+              results_dir=spec.results_dir, progress=False, compare_truth=spec.compare_truth)
+    return res.with_spec(spec)
 
 
-def load_config(path: str | Path) -> list[dict]:
+def load_config(path: str | Path) -> list[RunSpec]:
     """Expand a sweep TOML file into run specs.
 
     ::
@@ -48,6 +43,9 @@ def load_config(path: str | Path) -> list[dict]:
         [optimizers.sgd]
         lr = [0.5, 1.0]            # lists are swept (Cartesian product), scalars fixed
         [optimizers.adam]
+
+    Hyperparameters are coerced to the optimizer's field types here, so a
+    bad value (``lr = "abc"``, an unknown name) fails before any run starts.
     """
     path = Path(path)
     try:
@@ -62,17 +60,21 @@ def load_config(path: str | Path) -> list[dict]:
         keys = list(grid)
         values = [v if isinstance(v, list) else [v] for v in grid.values()]
         for combo in itertools.product(*values) if keys else [()]:
+            try:
+                hyper = coerce_hyperparameters(get_optimizer_class(name), dict(zip(keys, combo)))
+            except ValueError as exc:
+                raise ValueError(f"{path}: [optimizers.{name}]: {exc}") from exc
             for seed in cfg.get("seeds", [0]):
-                specs.append({"problem": cfg.get("problem", "synthetic"), "scale": cfg["scale"],
-                              "data_seed": cfg.get("data_seed", 0), "optimizer": name,
-                              "hyper": dict(zip(keys, combo)), "budget": cfg["budget"], "seed": seed,
-                              "results_dir": str(cfg.get("results_dir", "results")),
-                              "compare_truth": cfg.get("compare_truth", True)})
+                specs.append(RunSpec(problem=cfg.get("problem", "synthetic"), scale=cfg["scale"],
+                                     data_seed=cfg.get("data_seed", 0), optimizer=name, hyper=hyper,
+                                     budget=cfg["budget"], seed=seed,
+                                     results_dir=str(cfg.get("results_dir", "results")),
+                                     compare_truth=cfg.get("compare_truth", True)))
     return specs
 
 
-def run_specs(specs: list[dict], n_jobs: int = 2, scheduler: str | None = None,
-              progress: bool = True) -> list[dict]:
+def run_specs(specs: list[RunSpec], n_jobs: int = 2, scheduler: str | None = None,
+              progress: bool = True) -> list[RunSummary]:
     """Execute specs on joblib processes (or a Dask cluster at ``scheduler``)."""
     from joblib import Parallel, delayed, parallel_config
 

@@ -38,7 +38,7 @@ def test_sweep_config_expands_grid(tmp_path):
     cfg = tmp_path / "s.toml"
     cfg.write_text(SWEEP.format(results=tmp_path / "r"))
     specs = load_config(cfg)
-    assert len(specs) == 6 and {s["hyper"]["lr"] for s in specs} == {0.5, 1.0}
+    assert len(specs) == 6 and {s.hyper["lr"] for s in specs} == {0.5, 1.0}
     bad = tmp_path / "bad.toml"
     bad.write_text("scale = 'tiny'\n")
     with pytest.raises(ValueError, match="missing key 'budget'"):

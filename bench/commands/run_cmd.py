@@ -42,6 +42,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    from optimizers import coerce_hyperparameters, get_optimizer_class
     from problems import load_problem
 
     from ..runner import run
@@ -51,6 +52,8 @@ def main(args) -> int:
         if not sep:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE")
         hyper[key] = _value(val)
+    # Typed (lr=1 is lr=1.0, hard=false a bool) and checked before the problem is even loaded.
+    hyper = coerce_hyperparameters(get_optimizer_class(args.optimizer), hyper)
     extra = problem_kwargs(args.problem, getattr(args, "problem_arg", []))
     if getattr(args, "path", None):
         extra["path"] = args.path
@@ -59,8 +62,10 @@ def main(args) -> int:
                  results_dir=args.results, force=args.force)
     start = problem.test_nll(problem.initial_density(args.seed))
     truth = "" if problem.ground_truth is None else f", ground truth {problem.test_nll(problem.ground_truth):.3f}"
+    # A diverged run has no final test NLL (None): say so instead of failing to format it.
+    final = "n/a" if result.final_test_nll is None else f"{result.final_test_nll:.3f}"
     print(f"{'reused' if result.skipped else result.status}: test NLL {start:.3f} -> "
-          f"{result.final_test_nll:.3f}{truth}\nrecord: {result.meta_path}")
+          f"{final}{truth}\nrecord: {result.meta_path}")
     if result.status != "finished":
         message = json.loads(result.meta_path.read_text()).get("message")
         if message:

@@ -11,10 +11,10 @@ def add_args(p) -> None:
 def main(args) -> int:
     from ..sweep import load_config, run_specs
     results = run_specs(load_config(args.config), n_jobs=args.jobs, scheduler=args.scheduler)
-    done = sum(r["skipped"] for r in results)
-    bad = [r for r in results if r["status"] not in ("finished", "diverged")]
+    done = sum(r.skipped for r in results)
+    bad = [r for r in results if r.status not in ("finished", "diverged")]
     print(f"{len(results)} runs: {len(results) - done} run now, {done} reused; "
-          f"{sum(r['status'] == 'diverged' for r in results)} diverged, {len(bad)} failed")
+          f"{sum(r.status == 'diverged' for r in results)} diverged, {len(bad)} failed")
     for r in bad:
-        print(f"  {r['spec']['optimizer']} {r['spec']['hyper']} seed {r['spec']['seed']}: {r['status']} ({r['meta_path']})")
+        print(f"  {r.spec.optimizer} {r.spec.hyper} seed {r.spec.seed}: {r.status} ({r.meta_path})")
     return 0 if not bad else 1

@@ -1,29 +1,34 @@
 """Loading run records for reports."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..records import RunMeta
+
 
 def load_runs(results_dir: str | Path, label: str | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """All complete records under ``results_dir`` (optionally one problem label): rows + metadata."""
+    """All complete records under ``results_dir`` (optionally one problem label): rows + metadata.
+
+    Each record is parsed by :class:`bench.records.RunMeta` (a file that is not a run record is
+    skipped); the metadata are handed on in its JSON form (the record's keys) plus ``meta_path``.
+    """
     metas, tables = [], []
     for meta_path in sorted(Path(results_dir).rglob("*.json")):
         if "leaderboard" in meta_path.parts:
             continue
         try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            record = RunMeta.read(meta_path)
+        except (OSError, ValueError):       # not a run record (a manifest, a corrupt file)
             continue
-        if "run_key" not in meta or (label and meta.get("problem_label") != label):
+        if label and record.problem_label != label:
             continue
         parquet = meta_path.with_suffix(".parquet")
         if not parquet.exists():
             continue
-        meta["meta_path"] = str(meta_path)
+        meta = {**record.to_json(), "meta_path": str(meta_path)}
         metas.append(meta)
         table = pd.read_parquet(parquet)
         table["problem"] = meta["problem_label"]
