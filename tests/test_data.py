@@ -13,13 +13,14 @@ def test_star_and_stack_round_trip(tiny):
     folder = dataset_dir(synthetic_spec("tiny"), 0)
     star = starfile.read(folder / "particles.star", always_dict=True)
     assert set(star) == {"optics", "particles"}
-    assert len(star["particles"]) == 420
+    n = 620                                      # 400 train + 20 test + 200 scoring images
+    assert len(star["particles"]) == n == synthetic_spec("tiny").n_images
     assert star["optics"]["rlnImagePixelSize"][0] == 16.0
     with mrcfile.open(folder / "particles.mrcs") as mrc:
-        assert mrc.data.shape == (420, 24, 24) and mrc.is_image_stack()
+        assert mrc.data.shape == (n, 24, 24) and mrc.is_image_stack()
     stack = read_particle_star(folder / "particles.star")
-    assert stack.box_size == 24 and len(stack) == 420
-    assert stack.rotations.shape == (420, 3, 3)
+    assert stack.box_size == 24 and len(stack) == n
+    assert stack.rotations.shape == (n, 3, 3)
 
 
 def test_star_poses_reproduce_the_images(tiny):

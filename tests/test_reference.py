@@ -73,7 +73,49 @@ def test_scoring_split_is_held_out_and_scored_per_image(tiny):
     assert per_image.shape == (50,) and np.allclose(per_image, direct, rtol=1e-5)
     assert p.score_nll(x) == pytest.approx(direct.mean(), rel=1e-5)
     assert p.test_nll(x) == pytest.approx(tiny.test_nll(x), rel=1e-6)
-    with pytest.raises(ValueError):
-        tiny.score_nll(x)
+    assert tiny.n_score == tiny.metadata["n_score"] == 200 and np.isfinite(tiny.score_nll(x))
+    with pytest.raises(ValueError):          # tuning never sees the scoring images
+        tiny.validation_split(50).score_nll(x)
     with pytest.raises(ValueError):
         Problem(data=data, test_indices=test, score_indices=test[:3], **tiny._init_args)
+
+
+def test_scoring_split_is_held_out_and_scored_per_image(tiny):
+    from problems.data.cache import BandData
+    from problems.problem import Problem
+    images = np.concatenate([tiny._train[0], tiny._test[0]])
+    ctf = np.concatenate([tiny._train[1], tiny._test[1]])
+    data = BandData(images, ctf, tiny._pixel_size, tiny.box_size)
+    n = images.shape[0]
+    test, score = np.arange(n - 20, n), np.arange(50)
+    p = Problem(data=data, test_indices=test, score_indices=score, ground_truth=tiny.ground_truth,
+                **tiny._init_args)
+    assert p.n_train == n - 70 and p.n_score == 50 and p.metadata["n_score"] == 50
+    assert p.metadata["content_hash"] != tiny.metadata["content_hash"]
+    x = tiny.initial_density(0)
+    lik = tiny.likelihood()
+    direct = lik.nll(x, lik.prepare(images[:50], ctf[:50]))
+    per_image = p.score_nll(x, batch=16, per_image=True)
+    assert per_image.shape == (50,) and np.allclose(per_image, direct, rtol=1e-5)
+    assert p.score_nll(x) == pytest.approx(direct.mean(), rel=1e-5)
+    assert p.test_nll(x) == pytest.approx(tiny.test_nll(x), rel=1e-6)
+    assert tiny.n_score == tiny.metadata["n_score"] == 200 and np.isfinite(tiny.score_nll(x))
+    with pytest.raises(ValueError):          # tuning never sees the scoring images
+        tiny.validation_split(50).score_nll(x)
+    with pytest.raises(ValueError):
+        Problem(data=data, test_indices=test, score_indices=test[:3], **tiny._init_args)
+
+
+def test_run_record_reports_suboptimality(tiny, tmp_path):
+    from bench.runner import run
+    ref = compute_reference(tiny, tmp_path, sgd_epochs=1, lbfgs_iters=2, chunk=2, starts=("truth",), progress=False)
+    res = run(tiny, "sgd", {"lr": 1.0}, budget="1epoch", seed=0, results_dir=tmp_path, progress=False,
+              compare_truth=False)
+    meta = json.loads(res.meta_path.read_text())
+    opt = meta["optimality"]
+    assert opt["available"] and opt["reference_train_objective"] == ref["train_objective"]
+    assert meta["train_objective"]["final"] == pytest.approx(opt["train_objective"])
+    assert opt["suboptimality"] == pytest.approx(opt["train_objective"] - ref["train_objective"])
+    assert opt["test_nll_gap"] == pytest.approx(meta["final_test_nll"] - ref["test_nll"])
+    assert len(meta["test_nll_per_image"]) == 20
+    assert np.mean(meta["test_nll_per_image"]) == pytest.approx(meta["final_test_nll"], rel=1e-6)

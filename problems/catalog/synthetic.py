@@ -45,6 +45,7 @@ class SyntheticSpec(BoxInAngstrom):
     n_train: int
     n_test: int
     snr: float                     # mean clean pixel power / sigma^2 over the whole image
+    n_score: int = 0               # further held-out images: the harness's scoring split (Problem.score_nll)
     sigma: float = 1.0
     lambda_plus: float = 1e-4
     lambda_minus: float = 1e-4
@@ -65,11 +66,11 @@ class SyntheticSpec(BoxInAngstrom):
 
 SYNTHETIC_SCALES: dict[str, SyntheticSpec] = {
     "tiny": SyntheticSpec("synthetic", "tiny", box_size=24, r_max_fraction=0.25,
-                          n_train=400, n_test=20, snr=0.1),
+                          n_train=400, n_test=20, n_score=200, snr=0.1),
     "small": SyntheticSpec("synthetic", "small", box_size=64, r_max_fraction=0.16,
-                           n_train=5000, n_test=100, snr=0.05),
+                           n_train=5000, n_test=100, n_score=1000, snr=0.05),
     "paper": SyntheticSpec("synthetic", "paper", box_size=128, r_max_fraction=0.10,
-                           n_train=50000, n_test=100, snr=0.05),
+                           n_train=50000, n_test=100, n_score=1000, snr=0.05),
 }
 
 
@@ -90,6 +91,7 @@ def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress
                    progress)
     split = rng["split"].permutation(n)
     np.save(directory / "test_indices.npy", np.sort(split[:spec.n_test]))
+    np.save(directory / "score_indices.npy", np.sort(split[spec.n_test:spec.n_test + spec.n_score]))
 
 
 def ensure_synthetic(spec: SyntheticSpec, seed: int, progress: bool = True) -> Path:
@@ -115,7 +117,8 @@ def load_synthetic(scale: str = "small", seed: int = 0, progress: bool = True, *
                       test_indices=np.load(directory / "test_indices.npy"), r_max=spec.r_max,
                       sigma=spec.sigma, lambda_plus=spec.lambda_plus, lambda_minus=spec.lambda_minus,
                       shift_extent=spec.shift_extent, shift_sigma=spec.shift_sigma, order_seed=seed,
-                      ground_truth=load_ground_truth(directory))
+                      ground_truth=load_ground_truth(directory),
+                      score_indices=np.load(directory / "score_indices.npy") if spec.n_score else None)
     problem.metadata["truth"] = truth_diagnostics(problem, load_mixture(directory / "ground_truth_mixture.npz"),
                                                   data.ctf[:200], seed)
     return problem
