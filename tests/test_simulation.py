@@ -118,3 +118,23 @@ def test_truncated_normal_shifts_by_rejection():
     assert kstest(r, cdf).pvalue > 1e-3
     with pytest.raises(ValueError):
         random_shifts(np.random.default_rng(0), 3, 0.0, 1.0)
+
+
+def test_stack_header_statistics_match_mrcfile(tmp_path):
+    """write_particles accumulates the MRC header statistics chunk by chunk (no re-read of the
+    stack); they equal what mrcfile computes from the whole stack."""
+    import mrcfile
+
+    from problems.data.io import write_particles
+    n = 50
+    imgs = np.random.default_rng(0).standard_normal((n, 8, 8)).astype(np.float32) * 3 + 1
+    phys = {"voltage_kv": 300, "cs_mm": 2.7, "amplitude_contrast": 0.1, "defocus_u": np.full(n, 1e4),
+            "defocus_v": np.full(n, 1e4), "defocus_angle": np.zeros(n), "bfactor": np.zeros(n)}
+    write_particles(tmp_path, iter([imgs[:20], imgs[20:]]), n, 8, 2.0, phys, np.zeros((n, 3)), np.zeros((n, 2)))
+    with mrcfile.open(tmp_path / "particles.mrcs") as mrc:
+        ours = [float(mrc.header[f]) for f in ("dmin", "dmax", "dmean", "rms")]
+    with mrcfile.open(tmp_path / "particles.mrcs", mode="r+") as mrc:
+        mrc.update_header_stats()
+        theirs = [float(mrc.header[f]) for f in ("dmin", "dmax", "dmean", "rms")]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    assert ours[1] > ours[0] and ours[3] == pytest.approx(3.0, rel=0.1)

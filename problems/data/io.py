@@ -134,14 +134,23 @@ def write_particles(directory: str | os.PathLike, chunks, n_images: int, box: in
                               overwrite=True) as mrc:
             mrc.set_image_stack()
             mrc.voxel_size = pixel_size
-            pos = 0
+            pos, lo, hi, total, squares = 0, np.inf, -np.inf, 0.0, 0.0
             for chunk in chunks:
-                mrc.data[pos:pos + len(chunk)] = chunk if mrc_mode == 2 else np.rint(chunk)
+                block = chunk if mrc_mode == 2 else np.rint(chunk)
+                mrc.data[pos:pos + len(chunk)] = block
                 pos += len(chunk)
+                # Header statistics chunk by chunk: mrcfile's update_header_stats re-reads the
+                # whole stack and makes a float copy of it (3.3 GB at the paper scale).
+                flat = np.asarray(block, dtype=np.float64).ravel()
+                lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
+                total, squares = total + float(flat.sum()), squares + float(flat @ flat)
                 if progress is not None:
                     progress.update(len(chunk))
             if pos != n_images:
                 raise RuntimeError(f"{stack}: wrote {pos} images, expected {n_images}")
-            mrc.update_header_stats()
+            count = n_images * box * box
+            mean = total / count
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+            mrc.header.rms = np.sqrt(max(squares / count - mean * mean, 0.0))
         starfile.write({"optics": optics, "particles": particles}, tmp_star, overwrite=True)
     return star
