@@ -47,7 +47,8 @@ class OracleTarget:
         from problems.model.marginal import MarginalLikelihood
         lik = problem.likelihood() if device == "cpu" else MarginalLikelihood(
             problem.box_size, problem.band, problem.quadrature, problem.sigma, device=device)
-        return cls(f"{problem.name}-{problem.metadata.get('scale', 'custom')}", lik, problem.prior,
+        from problems import problem_label
+        return cls(problem_label(problem), lik, problem.prior,
                    problem._train[0], problem._train[1], problem.initial_density(0), problem.n_train)
 
     def oracle(self):

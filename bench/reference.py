@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from optimizers import OptimizerInfo, get_optimizer
-from problems import BudgetExhausted, Problem
+from problems import BudgetExhausted, Problem, problem_label
 from problems.data.cache import cache_dir
 from problems.data.io import atomic_write_text
 
@@ -75,7 +75,7 @@ def density_sha256(x: np.ndarray) -> str:
 
 
 def _label(problem: Problem) -> str:
-    return f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
+    return problem_label(problem)
 
 
 def reference_path(results_dir: str | Path, problem: Problem) -> Path:

@@ -100,9 +100,9 @@ class RunSummary:
         out["spec"] = None if self.spec is None else self.spec.to_dict()
         return out
 
-    # Transitional read-only mapping view (``summary["status"]``, ``summary.get("meta_path")``) for
-    # callers written against the old summary dicts (bench/submit.py is being rewritten in parallel);
-    # new code uses the attributes.
+    # A read-only mapping view of the JSON form (``summary["status"]``, ``summary.get("meta_path")``):
+    # the isolated harness's summaries are plain dicts with the same keys, and code that handles
+    # both (submissions, pick_best) reads them alike; code that has a RunSummary uses the attributes.
     def __getitem__(self, key: str):
         return self.to_dict()[key]
 

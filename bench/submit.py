@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from optimizers import BUILTIN, available
+from problems import problem_label
 
 from .leaderboard import entry_path, run_ranked, write_entry
 from .sweep import _problem, run_specs
@@ -128,7 +129,7 @@ def run_protocol(problem: str, scale: str, optimizer_spec: str, *, results_dir: 
         final_specs = [{**_as_dict(s), "record_name": entry_id} for s in final_specs]
     runs = execute(final_specs)
     prob = _problem(problem, scale, scoring_seed, ())
-    label = f"{prob.name}-{scale}"
+    label = problem_label(prob)
     entry = {"entry_id": entry_id, "optimizer": info["name"], "optimizer_spec": optimizer_spec,
              "submitted": bool(submitted or sandboxed), "problem": label,
              "problem_hash": prob.metadata["content_hash"], "budget": budget, "tuning_budget": tuning_budget,
@@ -151,7 +152,7 @@ def ensure_builtin_entries(problem: str, scale: str, results_dir: str = "results
     from tqdm.auto import tqdm
     scoring_seed = secret_seed() if scoring_seed is None else int(scoring_seed)
     prob = _problem(problem, scale, scoring_seed, ())
-    label = f"{prob.name}-{scale}"
+    label = problem_label(prob)
 
     def current(name: str) -> bool:
         path = entry_path(Path(results_dir), label, name)

@@ -18,10 +18,12 @@ import math
 import warnings
 from dataclasses import fields
 
-import numpy as np
 from scipy.stats import qmc
 
 from optimizers import get_optimizer_class
+
+from .records import RunMeta
+from .spec import RunSpec
 
 
 def describe_class(optimizer_spec: str) -> dict:
@@ -63,34 +65,33 @@ def sample_hyperparameters(optimizer: str | dict, n_trials: int, seed: int = 0) 
 
 
 def protocol_specs(problem: str, scale: str, optimizer_spec: str, *, n_trials: int, tuning_budget: str,
-                   n_validation: int, results_dir: str, seed: int = 0) -> list[dict]:
+                   n_validation: int, results_dir: str, seed: int = 0) -> list[RunSpec]:
     """Run specs of the tuning trials (step 2)."""
-    return [{"problem": problem, "scale": scale, "optimizer": optimizer_spec, "hyper": h,
-             "budget": tuning_budget, "seed": seed, "results_dir": results_dir,
-             "validation": n_validation, "compare_truth": False}
+    return [RunSpec(problem=problem, scale=scale, optimizer=optimizer_spec, hyper=h, budget=tuning_budget,
+                    seed=seed, results_dir=results_dir, validation=n_validation, compare_truth=False)
             for h in sample_hyperparameters(optimizer_spec, n_trials, seed)]
 
 
-def pick_best(trial_results: list[dict]) -> tuple[dict, float]:
-    """Best hyperparameters by final validation NLL, and the total tuning cost."""
-    import json
+def pick_best(trial_results: list) -> tuple[dict, float]:
+    """Best hyperparameters by final validation NLL, and the total tuning cost.
+
+    ``trial_results``: run summaries with a record (:class:`bench.spec.RunSummary`, or the
+    isolated harness's summaries, read through the same mapping keys); the score and cost
+    come from each record (:class:`bench.records.RunMeta`), not from the summary.
+    """
     cost, best, best_score = 0.0, {}, math.inf
     for r in trial_results:
-        meta = json.loads(open(r["meta_path"]).read())
-        cost += meta["evals"]
-        score = meta["final_test_nll"] if meta["status"] == "finished" and meta["final_test_nll"] is not None else math.inf
+        meta = RunMeta.read(r["meta_path"])
+        cost += meta.evals
+        score = meta.final_test_nll if meta.status == "finished" and meta.final_test_nll is not None else math.inf
         if score < best_score:
             best, best_score = r["spec"]["hyper"], score
     return best, cost
 
 
 def seed_specs(problem: str, scale: str, optimizer_spec: str, hyper: dict, *, budget: str, n_seeds: int,
-               results_dir: str) -> list[dict]:
+               results_dir: str) -> list[RunSpec]:
     """Run specs of the final runs (step 3)."""
-    return [{"problem": problem, "scale": scale, "optimizer": optimizer_spec, "hyper": hyper,
-             "budget": budget, "seed": s, "results_dir": results_dir, "compare_truth": True}
+    return [RunSpec(problem=problem, scale=scale, optimizer=optimizer_spec, hyper=hyper, budget=budget,
+                    seed=s, results_dir=results_dir, compare_truth=True)
             for s in range(n_seeds)]
-
-
-def finite_or_none(v):
-    return None if v is None or not np.isfinite(v) else float(v)

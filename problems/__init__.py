@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from .catalog import FAMILIES, family
-from .problem import Problem
+from .problem import Problem, problem_label
 from .protocol import BudgetExhausted, NonFiniteInput, Oracle, OracleInputError, OptimizerInfo
 
 __all__ = ["load_problem", "list_problems", "problem_label", "Problem", "Oracle", "OptimizerInfo",
@@ -45,8 +45,3 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
     if name != "refine-known-poses":
         kwargs["progress"] = progress
     return fam.load(**kwargs)
-
-
-def problem_label(problem) -> str:
-    """``"<name>-<scale>"`` (``"custom"`` without a scale): the results folder of a problem."""
-    return f"{problem.name}-{problem.metadata.get('scale', 'custom')}"

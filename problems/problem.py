@@ -16,6 +16,14 @@ from .model.prior import DensityPrior
 from .oracle import CountingOracle
 
 
+def problem_label(problem) -> str:
+    """``"<name>-<scale>"`` (``"custom"`` without a scale): a problem's results folder and display name.
+
+    The one place a label is built (runner, submissions, reference optimum, oracle messages).
+    """
+    return f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
+
+
 class Problem:
     """MAP estimation of a density from particle images (paper Eq. 6, mean form).
 
@@ -89,8 +97,7 @@ class Problem:
 
     def oracle(self, budget: float | None = None, dtype=np.float32) -> CountingOracle:
         """A fresh counting oracle over the training images (float64 for derivative checks)."""
-        label = f"{self.name}-{self.metadata.get('scale', '')}".rstrip("-")
-        return CountingOracle(label, self.likelihood(dtype), self.prior, self._train[0], self._train[1],
+        return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, self._train[0], self._train[1],
                               budget, self._order_seed)
 
     def test_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
