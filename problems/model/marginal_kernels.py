@@ -34,7 +34,7 @@ def _exp2_poly(t):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
+def exp_pairs_fast(u, v, q, add_q, log_weights, scale, combine, lse, inv_total):
     """float32: unnormalised posteriors of both turns of every pair, in place.
 
     ``exp`` is ``2^n * p(f)`` with the degree-6 polynomial of :func:`_exp2_poly`
@@ -44,8 +44,13 @@ def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
 
     On return ``u, v`` hold ``(e_+ + e_-, e_+ - e_-)`` when ``combine`` (what
     the gradient's products need) and ``(e_+, e_-)`` otherwise, with
-    ``e = exp(L - max_b L)``; ``q[p]`` holds ``sum_s (e_+ + e_-)[2s + p]``; ``lse[b] = log sum e`` over all poses of image
-    ``b`` and ``inv_total[b] = 1 / sum e``.  ``log_weights``: (n_shift, 4, n_base).
+    ``e = exp(L - max_b L)``; ``q[p]`` holds ``sum_s (e_+ + e_-)[2s + p]``;
+    ``lse[b] = log sum e`` over all poses of image ``b`` and
+    ``inv_total[b] = 1 / sum e``.  ``log_weights``: (n_shift, 4, n_base).
+    Without ``add_q`` the ``q`` term is already inside ``u`` (one shift: the
+    products are fused): pass zeros of shape (2, 1, n_base), which every image
+    reads (row ``b % q.shape[1]``: no branch in the vectorised loops) and
+    nobody writes.
     """
     n_row, n_img, n_pose = u.shape
     log2e = np.float32(1.4426950408889634)
@@ -53,7 +58,7 @@ def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
     for b in numba.prange(n_img):
         top = np.float32(-np.inf)
         for r in range(n_row):
-            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b]
+            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b % q.shape[1]]
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
                 a = (ur[m] + qr[m]) * scale
@@ -62,9 +67,9 @@ def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
         total = 0.0
         bits_p = np.empty(n_pose, dtype=np.int32)
         bits_m = np.empty(n_pose, dtype=np.int32)
-        acc = np.zeros((2, n_pose), dtype=np.float32)    # q is still read until the last row
+        acc = np.zeros((2, n_pose), dtype=np.float32)    # q is read until the last row
         for r in range(n_row):
-            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b]
+            ur, vr, qr = u[r, b], v[r, b], q[r % 2, b % q.shape[1]]
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
                 a = (ur[m] + qr[m]) * scale
@@ -89,13 +94,14 @@ def exp_pairs_fast(u, v, q, log_weights, scale, combine, lse, inv_total):
                 else:
                     ur[m] = ep
                     vr[m] = em
-        q[:, b] = acc
+        if add_q:
+            q[:, b] = acc
         lse[b] = top + np.log(total)
         inv_total[b] = 1.0 / total
 
 
 @numba.njit(parallel=True, cache=True)
-def exp_pairs_exact(u, v, q, log_weights, scale, combine, lse, inv_total):
+def exp_pairs_exact(u, v, q, add_q, log_weights, scale, combine, lse, inv_total):
     """float64 (derivative checks): as :func:`exp_pairs_fast` with libm's exp."""
     n_row, n_img, n_pose = u.shape
     for b in numba.prange(n_img):
@@ -103,7 +109,7 @@ def exp_pairs_exact(u, v, q, log_weights, scale, combine, lse, inv_total):
         for r in range(n_row):
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = (u[r, b, m] + q[r % 2, b, m]) * scale
+                a = (u[r, b, m] + q[r % 2, b % q.shape[1], m]) * scale
                 c = v[r, b, m] * scale
                 top = max(top, a + c + wp[m], a - c + wm[m])
         total = 0.0
@@ -111,7 +117,7 @@ def exp_pairs_exact(u, v, q, log_weights, scale, combine, lse, inv_total):
         for r in range(n_row):
             wp, wm = log_weights[r // 2, r % 2], log_weights[r // 2, r % 2 + 2]
             for m in range(n_pose):
-                a = (u[r, b, m] + q[r % 2, b, m]) * scale
+                a = (u[r, b, m] + q[r % 2, b % q.shape[1], m]) * scale
                 c = v[r, b, m] * scale
                 ep = np.exp(a + c + wp[m] - top)
                 em = np.exp(a - c + wm[m] - top)
@@ -123,13 +129,14 @@ def exp_pairs_exact(u, v, q, log_weights, scale, combine, lse, inv_total):
                 else:
                     u[r, b, m] = ep
                     v[r, b, m] = em
-        q[:, b] = acc
+        if add_q:
+            q[:, b] = acc
         lse[b] = top + np.log(total)
         inv_total[b] = 1.0 / total
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv):
+def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, add_q, dv):
     """Posterior derivative of the pairs, in place.
 
     With normalised posteriors ``P_sum = e_sum / total_b = p_+ + p_-``,
@@ -139,7 +146,8 @@ def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv):
 
     ``dp_+ + dp_- = P_sum (du + dq - mu) + P_diff dv`` (into ``du``),
     ``dp_+ - dp_- = P_diff (du + dq - mu) + P_sum dv`` (into ``dv``),
-    and ``dq[p] <- sum_s (dp_+ + dp_-)[2s + p]``.
+    and ``dq[p] <- sum_s (dp_+ + dp_-)[2s + p]`` (without ``add_q``: ``dq`` is
+    already inside ``du``; zeros of shape (2, 1, n_base), read, not written).
     """
     n_row, n_img, n_pose = du.shape
     for b in numba.prange(n_img):
@@ -147,15 +155,16 @@ def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv):
         mu = 0.0
         for r in range(n_row):
             for m in range(n_pose):
-                mu += e_sum[r, b, m] * (du[r, b, m] + dq[r % 2, b, m]) + e_diff[r, b, m] * dv[r, b, m]
+                a = du[r, b, m] + dq[r % 2, b % dq.shape[1], m]
+                mu += e_sum[r, b, m] * a + e_diff[r, b, m] * dv[r, b, m]
         mu *= inv
         for r in range(n_row):
             for m in range(n_pose):
-                a = du[r, b, m] + dq[r % 2, b, m] - mu
+                a = du[r, b, m] + dq[r % 2, b % dq.shape[1], m] - mu
                 c = dv[r, b, m]
                 du[r, b, m] = inv * (e_sum[r, b, m] * a + e_diff[r, b, m] * c)
                 dv[r, b, m] = inv * (e_diff[r, b, m] * a + e_sum[r, b, m] * c)
-        for p in range(2):
+        for p in range(2 if add_q else 0):
             for m in range(n_pose):
                 acc = 0.0
                 for r in range(p, n_row, 2):
@@ -163,10 +172,35 @@ def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, dv):
                 dq[p, b, m] = acc
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True)
 def slice_gradient_t(zr_t, zi_t, zq_t, s, scale, out):
-    """``out[j, t] = scale * (Zq[t, j] S[j, t] - (Zr[t, j] + i Zi[t, j]))`` from ``Z^T`` blocks (D, n_base)."""
+    """``out[j, t] = scale * (Zq[t, j] S[j, t] - (Zr[t, j] + i Zi[t, j]))`` from ``Z^T`` blocks (D, n_base).
+
+    In tiles of 64 slices, so that both the ``Z^T`` rows and the tile of
+    ``out`` stay in cache (a plain loop reads one of them with stride ``n_base``).
+    """
     n_pose, d = s.shape
-    for j in range(n_pose):
+    for tile in numba.prange((n_pose + 63) // 64):
+        lo, hi = tile * 64, min(n_pose, tile * 64 + 64)
         for t in range(d):
-            out[j, t] = scale * (zq_t[t, j] * s[j, t] - (zr_t[t, j] + 1j * zi_t[t, j]))
+            for j in range(lo, hi):
+                out[j, t] = scale * (zq_t[t, j] * s[j, t] - (zr_t[t, j] + 1j * zi_t[t, j]))
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def slice_rows(s, w, a_scale, q_scale, rq, ri):
+    """The slice side of the products in one pass, for slices ``s`` and direction ``w``.
+
+    ``rq[j] = [a Re w_j, q Re(conj(s_j) w_j)]`` (2D), ``ri[j] = a Im w_j``: with
+    ``w = s, a = 2, q = -1`` the forward rows ``[2 Re S, -|S|^2]`` and
+    ``2 Im S``; with the HVP's direction slices ``w = W``, ``a = 2 kappa``,
+    ``q = -2 kappa`` their derivatives.
+    """
+    n_pose, d = s.shape
+    for j in numba.prange(n_pose):
+        for t in range(d):
+            sr, si = s[j, t].real, s[j, t].imag
+            wr, wi = w[j, t].real, w[j, t].imag
+            rq[j, t] = a_scale * wr
+            rq[j, d + t] = q_scale * (sr * wr + si * wi)
+            ri[j, t] = a_scale * wi
