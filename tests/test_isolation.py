@@ -254,3 +254,21 @@ def test_wire_rejects_malformed_frames():
     a.sendall(struct.pack("<IQ", 2, 1 << 40))
     with pytest.raises(ProtocolViolation, match="exceeds"):
         recv(b, 1 << 10)
+
+
+def test_sandbox_side_modules_import_only_what_the_sandbox_has():
+    """wire/client/child are copied into the sandbox next to optimizers/ and problems/protocol.py only."""
+    import ast
+
+    from bench.isolation.sandbox import CHILD_MODULES
+    siblings = {Path(m).stem for m in CHILD_MODULES} - {"__init__"}
+    for name in siblings:
+        tree = ast.parse((REPO / "bench" / "isolation" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and node.module in siblings, (name, node.module)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                for mod in mods:
+                    top = mod.split(".")[0]
+                    assert top not in ("bench", "problems") or mod == "problems.protocol", (name, mod)

@@ -4,6 +4,8 @@
   breakdown and GEMM rate against the same run's sgemm; ``--random-data``
   keeps the problem's objective configuration (box, band, quadrature) with
   random band data, so paper scales need no generated stack.
+* ``cryoopt bench oracle --isolated``: value_and_grad through the oracle
+  server of submitted optimizers against the in-process oracle (ratio).
 * ``cryoopt bench shifts``: the shift dimension -- value_and_grad with and
   without shifts at the same band, alternated in one process.
 * ``cryoopt bench relion``: our exhaustive marginal likelihood against
@@ -35,6 +37,8 @@ def add_args(p) -> None:
     p.add_argument("--healpix-order", type=int, default=2)
     p.add_argument("--offset-range", type=float, default=3.0)
     p.add_argument("--work-dir", default="relion-speed", help="relion: where RELION writes its runs")
+    p.add_argument("--isolated", action="store_true",
+                   help="oracle: value_and_grad through the oracle server of submissions vs in-process (ratio)")
     p.add_argument("--json", help="also write the numbers to this JSON file")
 
 
@@ -105,8 +109,17 @@ def _relion(args) -> dict:
     return report
 
 
+def _isolated(args) -> dict:
+    from ..isolation.speed import bench_isolated, format_isolated
+    report = bench_isolated(args.problem, args.scale, batch_size=args.batch_size, repeats=args.repeats)
+    print(format_isolated(report))
+    return report
+
+
 def main(args) -> int:
-    report = {"oracle": _oracle, "shifts": _shifts, "relion": _relion}[args.what](args)
+    if args.what == "oracle" and args.isolated:
+        args.what = "isolated"
+    report = {"isolated": _isolated, "oracle": _oracle, "shifts": _shifts, "relion": _relion}[args.what](args)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2, default=str)

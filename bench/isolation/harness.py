@@ -26,6 +26,7 @@ import numpy as np
 from problems.data.io import write_mrc
 
 from ..metrics import compare_to_truth
+from ..reference import full_objective, run_scores
 from ..records import environment, record_paths, run_key, write_record
 from ..runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
 from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
@@ -110,6 +111,7 @@ class _Evaluator:
     def __init__(self, problem, compare_truth: bool, meta_path: Path, key: str, budget: float):
         self.problem, self.compare, self.meta_path, self.key = problem, compare_truth, meta_path, key
         self.rows, self.snapshots, self.fsc = [], {}, {}
+        self.train_objectives: dict[str, float] = {}
         self.pending = [s for s in SNAPSHOT_EVALS if s < budget]
 
     def checkpoint(self, h: dict, x: np.ndarray) -> None:
@@ -125,6 +127,7 @@ class _Evaluator:
         path = self.meta_path.with_name(f"{self.key}.{tag}.mrc")
         write_mrc(path, x, pixel)
         self.snapshots[tag] = path.name
+        self.train_objectives[tag] = full_objective(self.problem, x)     # harness-only, uncharged
         if self.compare and self.problem.ground_truth is not None:
             cmp = compare_to_truth(x, self.problem.ground_truth, pixel, self.problem.band.r_max)
             self.fsc[tag] = {k: v for k, v in cmp.items() if k != "aligned"} | {"evals": evals}
@@ -177,11 +180,11 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(file)], list(protected))
         child = Sandboxed(command(staging, file, limits, opt_child.fileno()), opt_child.fileno(), limits)
         opt_child.close()
-        started = time.monotonic()
+        started = time.monotonic() + 300          # loading time is not the optimizer's: the clock
+        timed_out = False                          # starts at the server's first report (below)
         try:
             send(ctl, {"budget": budget, "checkpoints": schedule, "child": {
                 "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"]}})
-            timed_out = False
             while True:
                 left = timeout - (time.monotonic() - started)
                 if left <= 0 and not timed_out:
@@ -195,6 +198,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
                         raise RuntimeError("the oracle server did not report") from None
                     continue
                 if h.get("op") == "checkpoint":
+                    if not ev.rows:
+                        started = time.monotonic()
                     ev.checkpoint(h, arrays[0])
                     send(ctl, {"op": "ack"})
                 elif h.get("op") == "end":
@@ -203,7 +208,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
                         h["status"], h["message"])
                     break
         except (PeerClosed, ProtocolViolation, RuntimeError, OSError) as exc:
-            status, message = "error", f"oracle server failed: {exc}"
+            status, message = ("timeout", f"killed after {timeout:g} s") if timed_out else (
+                "error", f"oracle server failed: {exc}")
         finally:
             child.kill()
             ctl.close()
@@ -222,6 +228,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         if np.isfinite(x).all():
             ev.snapshot(x, "final", evals)
     final = ev.rows[-1]["test_nll"] if ev.rows else np.nan
+    scores = {} if x is None else run_scores(problem, results_dir, x, final, ev.train_objectives,
+                                             f"{info['name']}/{key}")
     reference = None if problem.ground_truth is None else problem.test_nll(problem.ground_truth)
     meta = {"run_key": key, "problem": problem.name, "problem_label": label,
             "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
@@ -232,7 +240,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
             "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
             "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),
             "snapshots": ev.snapshots, "fsc": ev.fsc, "calls": end.get("calls", {}),
-            "ledger": end.get("ledger"), **environment()}
+            "ledger": end.get("ledger"), **environment(), **scores}
     meta_path.with_suffix(".log").write_text(child.text())
     rows = ev.rows or [{"evals": 0.0, "wall_time": 0.0, "train_objective": None, "test_nll": np.nan}]
     for row in rows:

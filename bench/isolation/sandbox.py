@@ -100,8 +100,12 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
     cmd = [tools["prlimit"], f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
            f"--fsize={limits.file_bytes}", f"--nproc={limits.processes}", "--core=0", "--",
            tools["bwrap"], "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-           "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-           "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--clearenv"]
+           "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
+    root = os.geteuid() == 0
+    # As root: no user namespace (RLIMIT_NPROC does not bind root, so setpriv must make the process a
+    # real `nobody`); otherwise an unprivileged user namespace, and the real uid is already not root.
+    cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if root else [
+        "--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     for path in _SYSTEM:
         if os.path.exists(path):
             cmd += ["--ro-bind", path, path]
@@ -120,9 +124,11 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     for k, v in env.items():
         cmd += ["--setenv", k, v]
-    cmd += ["--", tools["setpriv"], f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-            sys.executable, "-E", "-s", "-B", "-c",
+    cmd += ["--"]
+    if root:
+        cmd += [tools["setpriv"], f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    cmd += [sys.executable, "-E", "-s", "-B", "-c",
             "import sys; sys.path.insert(0, '/app'); from cryoopt_child.child import main; sys.exit(main())"]
     return cmd
 

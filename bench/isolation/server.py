@@ -185,9 +185,12 @@ def main(argv: list[str]) -> int:
     session.last_x = x0
     session.report("checkpoint", x0)
     recv(control, 0)
-    send(opt, {"op": "run", **spec["child"], "n_train": oracle.n_train, "shape": list(oracle.shape),
-               "budget": oracle.budget}, [x0])
-    status, message = session.serve()
+    try:
+        send(opt, {"op": "run", **spec["child"], "n_train": oracle.n_train, "shape": list(oracle.shape),
+                   "budget": oracle.budget}, [x0])
+        status, message = session.serve()
+    except OSError:
+        status, message = "error", "the optimizer process ended without finishing"
     if status == "finished" and abs(session.ledger - oracle.evals) > 1e-6 * max(1.0, oracle.evals):
         status, message = "error", f"ledger {session.ledger:g} != counter {oracle.evals:g}"
     session.report("end", session.last_x, status=status, message=message, calls=session.calls,
