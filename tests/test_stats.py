@@ -80,3 +80,28 @@ def test_comparisons_from_records(tmp_path):
     assert table.loc["good", "bad"].endswith("*") and not table.loc["good", "same"].endswith("*")
     summary = summarize(tmp_path, entries[0])
     assert summary["suboptimality"] == pytest.approx(-0.2) and summary["score_nll"] == pytest.approx(19.7, abs=0.3)
+
+
+def test_leaderboard_ranks_by_scoring_nll_and_marks_significant_differences(tmp_path):
+    from bench.leaderboard import rank, to_markdown, write_entry
+    rng = np.random.default_rng(3)
+    base = rng.normal(20, 2, 400)
+    # test NLL (20 images) would order a before b; the 400 scoring images order b before a, resolvably
+    for name, shift, test_bias in (("a", 0.0, -1.0), ("b", -0.4, 0.0), ("c", -0.39, 0.5)):
+        runs = []
+        for seed in range(3):
+            values = base + shift + rng.normal(0, 0.2, base.size)
+            record = f"synthetic-tiny/{name}/{seed}.json"
+            (tmp_path / record).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / record).write_text(json.dumps({
+                "score_nll_per_image": values.tolist(), "score_nll": float(values.mean()),
+                "optimality": {"suboptimality": 0.01 * (seed + 1), "test_nll_gap": 0.1}}))
+            runs.append({"seed": seed, "status": "finished", "final_test_nll": 20.0 + test_bias, "record": record})
+        write_entry(tmp_path / "leaderboard" / "synthetic-tiny" / f"{name}.json",
+                    {"optimizer": name, "runs": runs, "hyperparameters": {}, "tuning_cost": 0})
+    table = rank(tmp_path, "synthetic-tiny")
+    assert list(table.optimizer) == ["b", "c", "a"] and set(table.ranked_by) == {"scoring NLL"}
+    assert list(table.significant_vs_next) == [False, True, False]
+    assert table.loc[1, "suboptimality"] == pytest.approx(0.02)
+    md = to_markdown(table, "synthetic-tiny")
+    assert "| 2 | c |" in md and " *" in md.splitlines()[-2]

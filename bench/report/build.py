@@ -144,8 +144,10 @@ window.addEventListener("load", () => {{
 
 
 def _leaderboard_html(table: pd.DataFrame) -> str:
-    head = ("<tr><th>rank</th><th>optimizer</th><th>test NLL</th><th>95% CI</th><th>evals to 50% of gap</th>"
+    head = ("<tr><th>rank</th><th>optimizer</th><th>scoring NLL</th><th>test NLL (100)</th><th>95% CI</th>"
+            "<th>vs next (* significant)</th><th>suboptimality</th><th>test-NLL gap</th><th>evals to 50% of gap</th>"
             "<th>evals to 90% of gap</th><th>tuning evals</th><th>seeds</th></tr>")
+    num = lambda v, p=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
     fmt = lambda v: "n/a" if pd.isna(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
     rows = []
     for i, r in table.iterrows():
@@ -153,7 +155,9 @@ def _leaderboard_html(table: pd.DataFrame) -> str:
         nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
         ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
         rows.append(f"<tr{cls}><td>{i}</td><td>{html.escape(r.optimizer)}{' (submitted)' if r.submitted else ''}</td>"
-                    f"<td>{nll}</td><td>{ci}</td><td>{fmt(r['evals_to_50%'])}</td><td>{fmt(r['evals_to_90%'])}</td>"
+                    f"<td>{num(r.get('score_nll'))}</td><td>{nll}</td><td>{ci}</td>"
+                    f"<td>{html.escape(str(r.get('vs_next', '')))}</td><td>{num(r.get('suboptimality'), 4)}</td>"
+                    f"<td>{num(r.get('test_nll_gap'))}</td><td>{fmt(r['evals_to_50%'])}</td><td>{fmt(r['evals_to_90%'])}</td>"
                     f"<td>{r.tuning_evals:,.0f}</td><td>{r.seeds}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
