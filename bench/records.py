@@ -107,11 +107,6 @@ def write_record(parquet: Path, meta_path: Path, rows: list[dict], meta: RunMeta
     atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True, default=str))
 
 
-def read_record(meta_path: Path) -> tuple[pd.DataFrame, dict]:
-    meta = json.loads(Path(meta_path).read_text())
-    return pd.read_parquet(Path(meta_path).with_suffix(".parquet")), meta
-
-
 def environment() -> dict:
     """Package version, git commit and machine, for the record's metadata."""
     try:

@@ -34,7 +34,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..data.atomic_models import MODELS, model_mixture, model_path

@@ -70,13 +70,6 @@ def clean_images(spectrum: np.ndarray, rotations: np.ndarray, shifts: np.ndarray
         yield images_from_spectrum(spec.reshape(-1, n, n)).astype(np.float32)
 
 
-def noisy_images(spectrum, rotations, shifts, ctf, sigma: float, rng: np.random.Generator,
-                 chunk: int = 256) -> Iterator[np.ndarray]:
-    """Clean images plus white Gaussian noise of standard deviation ``sigma`` per pixel."""
-    for img in clean_images(spectrum, rotations, shifts, ctf, chunk):
-        yield img + sigma * rng.standard_normal(img.shape, dtype=np.float32)
-
-
 def scale_for_snr(volume: np.ndarray, rotations, shifts, ctf: CTFParams, snr: float,
                   sigma: float) -> float:
     """Factor ``a`` such that images of ``a * volume`` have mean pixel power ``snr * sigma^2``."""

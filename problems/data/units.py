@@ -29,11 +29,6 @@ def angstrom_to_pixels(length_angstrom, pixel_size_angstrom: float):
     return np.asarray(length_angstrom, dtype=np.float64) / float(pixel_size_angstrom)
 
 
-def pixels_to_angstrom(length_pixels, pixel_size_angstrom: float):
-    """Length in pixels -> length in Å."""
-    return np.asarray(length_pixels, dtype=np.float64) * float(pixel_size_angstrom)
-
-
 def resolution_angstrom(radius_index: float, box_size: int, pixel_size_angstrom: float) -> float:
     """Resolution (Å) of the Fourier shell at integer-frequency radius ``radius_index``."""
     return box_size * pixel_size_angstrom / float(radius_index)

@@ -164,10 +164,6 @@ class PoseQuadrature:
         psi = 2 * np.pi * (l + q * n4) / self.n_psi
         return np.stack([self.rot[d].ravel(), self.tilt[d].ravel(), psi.ravel()], axis=1)
 
-    def pose_shifts(self) -> np.ndarray:
-        """Shift (x, y) in pixels of every pose in pose order, shape (M, 2)."""
-        return np.repeat(self.shifts, self.n_rotations, axis=0)
-
     def describe(self) -> dict:
         return {"lebedev_order": self.lebedev_order, "n_directions": self.n_dir,
                 "n_inplane": self.n_psi, "n_shifts": self.n_shifts, "n_poses": self.size}
