@@ -37,6 +37,7 @@ import scipy.fft
 
 from .cache import cache_dir
 from .gaussians import GaussianMixture
+from .io import atomic_path
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,8 @@ def model_path(name: str = "6zu5", download: bool = True) -> Path:
             payload = tar.extractfile(member).read()
         if hashlib.sha256(payload).hexdigest() != src.sha256:
             raise RuntimeError(f"atomic model {name}: sha256 mismatch in {sdists[0].name}:{member}")
-        partial = Path(tmp) / src.filename
+    with atomic_path(target) as partial:
         partial.write_bytes(payload)
-        os.replace(partial, target)
     return target
 
 
