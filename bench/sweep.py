@@ -18,7 +18,7 @@ from optimizers import coerce_hyperparameters, get_optimizer_class
 
 from .spec import RunSpec, RunSummary, cached_problem
 
-_problem = cached_problem      # the old name (bench/submit.py, bench/worker.py)
+_problem = cached_problem      # the old name (bench/submit.py)
 
 
 def execute(spec: RunSpec | dict) -> RunSummary:

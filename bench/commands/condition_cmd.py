@@ -3,7 +3,8 @@
 Example: cryoopt condition --problem refine-known-poses --scale small
 
 Writes reports/condition/<problem>-<scale>.{md,csv} (+ -hutchinson.csv and
-the ab-initio table at the ground truth, -abinitio.csv); see bench/conditioning.py.
+the ab-initio table at the ground truth, -abinitio.csv); the maths is problems/model/spectra.py, the
+experiment bench/conditioning.py.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def main(args) -> int:
     known_seconds = time.perf_counter() - start
     first, last = rows[0], rows[-1]
     text = [f"# Conditioning: {stem} (seed {args.seed})", "",
-            f"Known-pose least squares; Hessian restricted to band-limited volumes (bench/conditioning.py). "
+            f"Known-pose least squares; Hessian restricted to band-limited volumes (problems/model/spectra.py). "
             f"Hutchinson: {args.probes} probes x {args.probe_batch} images (charged "
             f"{last['hutchinson_cost']:g} evals). SGD: batch {args.sgd_batch}, step 1/lambda_max decaying as 1/(1 + t/epoch), "
             f"from 0 to ||a - a*|| <= {args.tol:g} ||a*||, at most {args.max_epochs:g} epochs "

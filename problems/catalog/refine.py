@@ -149,7 +149,7 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     rng = seeded_streams(("poses", "ctf", "noise", "split"), seed, spec.version, spec.box_size, 0x7EF1)
     n, box = spec.n_images, spec.box_size
     band = make_band(spec.r_max)
-    # RELION's A is the transpose of scipy's rotation (see problems/datasets.py); uniform either way.
+    # RELION's A is the transpose of scipy's rotation (see problems/data/simulate.py); uniform either way.
     drawn = Rotation.random(n, random_state=rng["poses"]).as_matrix()
     euler = Rotation.from_matrix(np.transpose(drawn, (0, 2, 1))).as_euler("ZYZ")         # (rot, tilt, psi)
     rotations = euler_to_matrix(euler[:, 0], euler[:, 1], euler[:, 2])
