@@ -267,7 +267,8 @@ class MarginalLikelihood:
             with _phase(timings, "backward GEMM"):
                 zr_t, zi_t, zq_t = self._pair_products(e_sum, e_diff, e_q, terms, inv_total)
                 g = np.empty_like(s)
-                slice_gradient_t(zr_t, zi_t, zq_t, s, self.dtype.type(1.0 / (self.sigma**2 * terms.size)), g)
+                slice_gradient_t(zr_t, zi_t, zq_t, s.view(self.dtype), self.dtype.type(1.0 / (self.sigma**2 * terms.size)),
+                                 g.view(self.dtype))
         with _phase(timings, "adjoint slicing"):
             g_cube = self.slicer.adjoint(g)
         with _phase(timings, "adjoint DFT"):

@@ -176,15 +176,19 @@ def hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, add_q, dv):
 def slice_gradient_t(zr_t, zi_t, zq_t, s, scale, out):
     """``out[j, t] = scale * (Zq[t, j] S[j, t] - (Zr[t, j] + i Zi[t, j]))`` from ``Z^T`` blocks (D, n_base).
 
-    In tiles of 64 slices, so that both the ``Z^T`` rows and the tile of
-    ``out`` stay in cache (a plain loop reads one of them with stride ``n_base``).
+    ``s`` and ``out`` are passed as real views (n_base, 2D) of the complex
+    arrays (real arithmetic: no complex128 promotion).  In tiles of 64
+    slices, so that both the ``Z^T`` rows and the tile of ``out`` stay in
+    cache (a plain loop reads one of them with stride ``n_base``).
     """
-    n_pose, d = s.shape
+    n_pose, d = zr_t.shape[1], zr_t.shape[0]
     for tile in numba.prange((n_pose + 63) // 64):
         lo, hi = tile * 64, min(n_pose, tile * 64 + 64)
         for t in range(d):
             for j in range(lo, hi):
-                out[j, t] = scale * (zq_t[t, j] * s[j, t] - (zr_t[t, j] + 1j * zi_t[t, j]))
+                zq = zq_t[t, j]
+                out[j, 2 * t] = scale * (zq * s[j, 2 * t] - zr_t[t, j])
+                out[j, 2 * t + 1] = scale * (zq * s[j, 2 * t + 1] - zi_t[t, j])
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
