@@ -90,3 +90,29 @@ def test_the_rules_catch_a_violation():
         assert _violations(fake) == ["bench.runner", "problems.oracle", "problems.oracle.CountingOracle"]
     finally:
         fake.unlink()
+
+
+def _doc_files():
+    yield ROOT / "README.md"
+    yield from sorted((ROOT / "reports").rglob("*.md"))
+    for top in (*PACKAGES, "tests", "benchmarks"):
+        yield from sorted((ROOT / top).rglob("*.py"))
+
+
+def test_every_path_named_in_docs_exists():
+    """Docstrings, comments, README and generated reports name files of the current tree
+    (``problems/model/spectra.py``, ``:mod:`problems.data.cache```), not of an older layout."""
+    import re
+    slash = re.compile(r"(?<![\w/.])((?:problems|bench|optimizers|tests|benchmarks)/[\w/]*\.py)\b")
+    module = re.compile(r":mod:`((?:problems|bench|optimizers)(?:\.\w+)*)`")
+    missing = []
+    for path in _doc_files():
+        text = path.read_text(errors="ignore")
+        for m in slash.finditer(text):
+            if not (ROOT / m.group(1)).exists():
+                missing.append(f"{path.relative_to(ROOT)}: {m.group(1)}")
+        for m in module.finditer(text):
+            parts = m.group(1).split(".")
+            if not ((ROOT.joinpath(*parts).with_suffix(".py")).exists() or (ROOT.joinpath(*parts) / "__init__.py").exists()):
+                missing.append(f"{path.relative_to(ROOT)}: {m.group(1)}")
+    assert missing == []
