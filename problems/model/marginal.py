@@ -134,6 +134,7 @@ class MarginalLikelihood:
         self.mult = band.multiplicity.astype(self.dtype)
         self.scale = 1.0 / (2.0 * self.sigma**2)
         self.device = device
+        self._buffers: dict[str, np.ndarray] = {}
         self._backend = None
         if device != "cpu":
             from .pose_backend import ArrayModulePoses
@@ -176,7 +177,7 @@ class MarginalLikelihood:
         shift sum ``q`` (2, B, n_base) (see :func:`.marginal_kernels.exp_pairs_fast`),
         per-image NLL (B,) and ``1 / sum e``."""
         with _phase(timings, "forward GEMM"):
-            u, v, q = self._row_products(terms, *self._slice_rows(s, s, 2.0, -1.0))
+            u, v, q = self._row_products(terms, *self._slice_rows(s, s, 2.0, -1.0), "")
             if terms.xrq is not None:
                 q = np.zeros((2, 1, s.shape[0]), dtype=self.dtype)
         with _phase(timings, "log-sum-exp"):
@@ -206,16 +207,30 @@ class MarginalLikelihood:
         slice_rows(s, w, self.dtype.type(a_scale), self.dtype.type(q_scale), rq, ri)
         return rq, ri
 
-    def _row_products(self, terms: BatchTerms, rq: np.ndarray, ri: np.ndarray):
+    def _buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """A reused work array: the products' outputs are tens of MB, and fresh
+        ones cost page faults every step (the likelihood is not thread-safe)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = np.empty(shape, dtype=self.dtype)
+        return buf
+
+    def _row_products(self, terms: BatchTerms, rq: np.ndarray, ri: np.ndarray, prefix: str):
         """``u`` (2 n_shift, B, n_base), ``v`` (same) and ``q`` (2, B, n_base), or
-        ``q = u`` with ``q`` fused into ``u`` when there is one shift."""
+        ``q = u`` with ``q`` fused into ``u`` when there is one shift (into the
+        work arrays ``prefix + "u"`` etc.)."""
         n_base, d = ri.shape
-        v = (terms.xi @ ri.T).reshape(-1, terms.size, n_base)
+        rows = terms.xi.shape[0]
+        v = np.matmul(terms.xi, ri.T, out=self._buffer(prefix + "v", (rows, n_base)))
+        u = self._buffer(prefix + "u", (rows, n_base))
         if terms.xrq is not None:
-            u = (terms.xrq @ rq.T).reshape(2, terms.size, n_base)
-            return u, v, u
-        u = (terms.xr @ rq[:, :d].T).reshape(-1, terms.size, n_base)
-        return u, v, (terms.xq @ rq[:, d:].T).reshape(2, terms.size, n_base)
+            np.matmul(terms.xrq, rq.T, out=u)
+            u = u.reshape(2, terms.size, n_base)
+            return u, v.reshape(u.shape), u
+        np.matmul(terms.xr, rq[:, :d].T, out=u)
+        q = np.matmul(terms.xq, rq[:, d:].T, out=self._buffer(prefix + "q", (2 * terms.size, n_base)))
+        shape = (-1, terms.size, n_base)
+        return u.reshape(shape), v.reshape(shape), q.reshape(shape)
 
     def _rows_over_total(self, rows: np.ndarray, inv_total: np.ndarray) -> np.ndarray:
         """Image rows scaled by each image's ``1 / sum e``: ``e^T (rows / total) = P^T rows``."""
@@ -300,7 +315,7 @@ class MarginalLikelihood:
         s = self.slices(x)
         w = self.slices(v)
         e_sum, e_diff, e_q, _, inv_total = self._exp_logits(s, terms, combine=True)
-        du, dv, dq = self._row_products(terms, *self._slice_rows(s, w, 2 * self.scale, -2 * self.scale))
+        du, dv, dq = self._row_products(terms, *self._slice_rows(s, w, 2 * self.scale, -2 * self.scale), "d")
         if terms.xrq is not None:
             dq = np.zeros((2, 1, s.shape[0]), dtype=self.dtype)
         hvp_posterior_derivative(e_sum, e_diff, inv_total, du, dq, terms.xrq is None, dv)
