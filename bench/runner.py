@@ -22,6 +22,7 @@ from problems.data.io import write_mrc
 from problems.protocol import NonFiniteInput, OracleInputError
 
 from .metrics import compare_to_truth
+from .reference import full_objective, run_scores
 from .guard import TamperingDetected, check_ledger, guarded
 from .records import RunMeta, environment, record_paths, run_key, write_record
 from .spec import RunSummary
@@ -89,11 +90,14 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
 
     fsc_results: dict[str, dict] = {}
 
+    train_objectives: dict[str, float] = {}
+
     def snapshot(x_now: np.ndarray, tag: str) -> None:
         path = meta_path.with_name(f"{key}.{tag}.mrc")
         pixel = problem.metadata.get("pixel_size_angstrom", 1.0)
         write_mrc(path, x_now, pixel)
         snapshots[tag] = path.name
+        train_objectives[tag] = full_objective(problem, x_now)     # harness-only, uncharged
         if compare_truth and problem.ground_truth is not None:
             cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max)
             fsc_results[tag] = {k: v for k, v in cmp.items() if k != "aligned"}
@@ -159,6 +163,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     if np.isfinite(x).all():
         snapshot(x, "final")
     final = rows[-1]["test_nll"]
+    scores = run_scores(problem, results_dir, x, final, train_objectives, f"{opt.name}/{key}")
     reference = None
     if problem.ground_truth is not None:
         reference = problem.test_nll(problem.ground_truth)
@@ -174,7 +179,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         reference_test_nll=reference, pixel_size_angstrom=problem.metadata.get("pixel_size_angstrom"),
         band_radius=problem.band.r_max, n_train=problem.n_train,
         optimizer_seconds=opt_time, snapshots=snapshots, fsc=fsc_results,
-        calls=ledger.calls, extra=environment(),
+        calls=ledger.calls, extra={**environment(), **scores},
     )
     for row in rows:
         row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)

@@ -54,6 +54,12 @@ def _split_spec(spec: str) -> tuple[Path, str]:
     return file, cls
 
 
+def _protected(extra) -> list[Path]:
+    """Folders the sandbox must never see: the data cache, the results, the repository, plus ``extra``."""
+    from problems.data.cache import cache_dir
+    return [cache_dir(), Path(__file__).resolve().parents[2], *(Path(p) for p in extra)]
+
+
 def _start(submission: Path, limits: Limits, protected: list[Path], tmp: Path) -> tuple[Sandboxed, socket.socket]:
     staging = stage(tmp / "app")
     check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(submission)], protected)
@@ -88,6 +94,7 @@ def describe(spec: str, *, timeout: float = 60.0, limits: Limits = Limits(), pro
     """
     require_sandbox()
     file, cls = _split_spec(spec)
+    protected = _protected(protected)
     with tempfile.TemporaryDirectory(prefix="cryoopt-describe-") as tmp:
         child, sock = _start(file, limits, list(protected), Path(tmp))
         try:
@@ -152,6 +159,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     """
     require_sandbox()
     file, cls = _split_spec(spec["optimizer"])
+    protected = _protected([*protected, results_dir])
     unknown = set(spec.get("hyper", {})) - set(info["defaults"])
     if unknown:
         raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
