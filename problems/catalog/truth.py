@@ -22,6 +22,14 @@ For problems whose ground truth is a Gaussian mixture with exact slices
   empty density); their ratio says how much the prior matters;
 * ``negative_fraction``: the fraction of ground-truth voxels below zero (0
   for a mixture with non-negative amplitudes).
+
+Units of ``lambda_+-`` (``prior_units``): they multiply voxel values of a
+density whose projection is the *plain sum* of voxels along the beam, in
+images whitened to ``sigma = 1`` per pixel -- the paper's convention ("values
+rescaled by the standard deviation of noise"), fixed by the central-slice
+normalisation, not by the FFT's.  The values stay the paper's (changing them
+would change every stored optimum); how much they matter on each problem is
+what ``prior_over_K_vs_evidence`` reports.
 """
 from __future__ import annotations
 
@@ -93,5 +101,7 @@ def truth_diagnostics(problem, mixture: GaussianMixture, ctf: np.ndarray, seed: 
         "prior_over_K_truth": _sig(rho_over_k),
         "prior_over_K_vs_evidence": _sig(rho_over_k / evidence) if evidence > 0 else None,
         "negative_fraction": _sig(np.mean(truth < 0)),
+        "prior_units": "lambda per voxel value; an image pixel is the plain sum of voxels along the beam, "
+                       "noise sigma = 1 per pixel",
         "simulation": "exact Gaussian-mixture slices at continuous poses (problems.data.gaussians)",
     }
