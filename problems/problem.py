@@ -97,8 +97,8 @@ class Problem:
 
     def oracle(self, budget: float | None = None, dtype=np.float32) -> CountingOracle:
         """A fresh counting oracle over the training images (float64 for derivative checks)."""
-        return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, self._train[0], self._train[1],
-                              budget, self._order_seed)
+        return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, self._train[0],
+                              self._train[1], budget, self._order_seed)
 
     def test_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
         """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged).

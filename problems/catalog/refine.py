@@ -75,6 +75,7 @@ from ..model.grids import Band, make_band
 from ..model.known_pose import GaussianPrior, KnownPoseLikelihood
 from ..model.poses import euler_to_matrix
 from ..oracle import KnownPoseOracle
+from ..problem import problem_label
 from .specs import SpecGeometry
 
 REFINE_VERSION = 2                    # 2: the synthetic phantom became a Gaussian mixture (issue 14)
@@ -235,7 +236,7 @@ class RefineProblem:
 
     def oracle(self, budget: float | None = None, dtype=np.float32) -> KnownPoseOracle:
         """A fresh counting oracle over the training images (float64 for derivative checks)."""
-        return KnownPoseOracle(f"{self.name}-{self.spec.scale}", self.likelihood(dtype), self.prior,
+        return KnownPoseOracle(problem_label(self), self.likelihood(dtype), self.prior,
                                budget, self._order_seed)
 
     def test_nll(self, x: np.ndarray, batch: int = 500) -> float:
