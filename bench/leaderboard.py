@@ -72,7 +72,7 @@ def load_entries(results_dir: Path, label: str) -> tuple[list[dict], list[str]]:
             continue
         bad = sorted({r["status"] for r in entry["runs"]} - set(RANKED_RUN_STATUSES))
         entry["entry_status"] = "ranked" if run_ranked(entry) else f"unranked ({', '.join(bad) or 'no runs'})"
-        entry.setdefault("entry_id", path.stem)
+        entry["entry_id"] = path.stem          # the file name is the key (harness-assigned)
         entries.append(entry)
     return entries, problems
 

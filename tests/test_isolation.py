@@ -98,12 +98,10 @@ def test_honest_run_matches_in_process_run(tiny, tmp_path, board):
                                   "write_outside.py"])
 def test_attacks_find_nothing(tmp_path, board, name, monkeypatch):
     monkeypatch.setenv("CRYOOPT_SECRET_SEED", "5551234567")
-    readme = (REPO / "README.md").read_bytes()
     res, meta, log = _run(tmp_path, name)
     assert "BLOCKED" in log and "SUCCEEDED" not in log, log[-2000:]
     assert "5551234567" not in log
     assert res["status"] == "finished" and meta["evals"] == 200        # the honest part of the run still works
-    assert (REPO / "README.md").read_bytes() == readme
     _intact(board)
 
 
@@ -272,3 +270,18 @@ def test_sandbox_side_modules_import_only_what_the_sandbox_has():
                 for mod in mods:
                     top = mod.split(".")[0]
                     assert top not in ("bench", "problems") or mod == "problems.protocol", (name, mod)
+
+
+def test_leaderboard_command_survives_corrupt_and_unranked_entries(tmp_path, capsys):
+    import argparse
+
+    from bench.commands import leaderboard_cmd
+    root = tmp_path / "leaderboard" / "synthetic-tiny"
+    root.mkdir(parents=True)
+    (root / "sgd.json").write_text(json.dumps(VICTIM))
+    (root / "sub-1.json").write_text(json.dumps({**VICTIM, "optimizer": "mine", "runs": [{"status": "timeout"}]}))
+    (root / "sub-2.json").write_bytes(b"\xff\xfe not json")
+    args = argparse.Namespace(results=str(tmp_path), problem=None, build=None, out=str(tmp_path / "out"))
+    assert leaderboard_cmd.main(args) == 0
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "| 1 | sgd |" in text and "`sub-1` (mine): unranked (timeout)" in text and "sub-2.json" in text

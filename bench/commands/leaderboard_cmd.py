@@ -30,10 +30,20 @@ def main(args) -> int:
                     ensure_builtin_entries("synthetic", scale, args.results)
                 except SecretSeedMissing as exc:       # rank what is there; say why built-ins are missing
                     print(f"built-in entries not computed: {exc}")
-    text = "\n".join(to_markdown(rank(args.results, label), label) for label in labels)
+    text = "\n".join(to_markdown(rank(args.results, label), label) + _unranked(args.results, label)
+                     for label in labels)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "leaderboard.md").write_text(text)
     print(f"written: {out / 'leaderboard.md'}")
     return 0
+
+
+def _unranked(results: str, label: str) -> str:
+    """Entries not ranked (a run that timed out or failed, or an unreadable file), with the reason."""
+    from ..leaderboard import load_entries
+    entries, problems = load_entries(Path(results), label)
+    lines = [f"- `{e['entry_id']}` ({e['optimizer']}): {e['entry_status']}"
+             for e in entries if e["entry_status"] != "ranked"] + [f"- {p}" for p in problems]
+    return ("\nNot ranked:\n\n" + "\n".join(lines) + "\n") if lines else ""

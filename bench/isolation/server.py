@@ -97,8 +97,8 @@ class _Session:
             return {}, [o.m_step(stats, self._x(a[2], "x0"), max_iter=max_iter)]
         if op == "next_batch":
             size = h.get("size")
-            if not isinstance(size, int) or isinstance(size, bool):
-                raise OracleInputError("next_batch: size must be an integer")
+            if not isinstance(size, int) or isinstance(size, bool) or size > 64 * o.n_train:
+                raise OracleInputError(f"next_batch: size must be an integer <= {64 * o.n_train}")
             return {}, [o.next_batch(size)]
         raise ProtocolViolation(f"unknown request {str(op)[:40]!r}")
 

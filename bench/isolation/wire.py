@@ -76,7 +76,7 @@ def recv(sock: socket.socket, max_payload: int) -> tuple[dict, list[np.ndarray]]
                                 f"({MAX_HEADER} + {max_payload})")
     try:
         header = json.loads(_recv_exact(sock, head_len).decode())
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ProtocolViolation(f"header is not JSON ({exc})") from None
     if not isinstance(header, dict) or not isinstance(header.get("arrays", []), list):
         raise ProtocolViolation("header must be a JSON object with a list 'arrays'")
