@@ -7,7 +7,10 @@ script on this machine:
 
 * RELION: ``relion_refine`` for one iteration, ``--oversampling 0`` (exactly
   the coarse sampling, no adaptive second pass), the reference low-passed
-  to the band (``--ini_high``), ``--j`` threads.  A run's wall time includes
+  to the band (``--ini_high``) and ``--incr_size 0`` (by default RELION
+  adds 10 Fourier shells beyond the current resolution: 3x the band's
+  radius here), ``--j`` threads; its E-step image size is read back from
+  the run's model STAR.  A run's wall time includes
   start-up, the initial noise estimate and the M-step, so it is run on two
   particle counts and the per-particle E-step cost is the difference of the
   times over the difference of the counts.
@@ -69,7 +72,7 @@ def run_relion_once(star: Path, reference: Path, out_dir: Path, *, ini_high: flo
            "--particle_diameter", f"{diameter:.1f}", "--healpix_order", str(healpix_order),
            "--offset_range", f"{offset_range:g}", "--offset_step", f"{offset_step:g}", "--oversampling", "0",
            "--ctf", "--sym", "C1", "--zero_mask", "--flatten_solvent", "--dont_combine_weights_via_disc",
-           "--pool", "10", "--j", str(threads), "--random_seed", "0"]
+           "--incr_size", "0", "--pool", "10", "--j", str(threads), "--random_seed", "0"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -140,13 +143,15 @@ def compare(dataset_dir: Path, work_dir: Path, *, r_max_fraction: float = 0.16, 
                                        healpix_order=healpix_order, offset_range=offset_range,
                                        offset_step=offset_step, threads=threads)
     relion_ms = 1e3 * (times[n_large] - times[n_small]) / (n_large - n_small)
+    model = starfile.read(work_dir / f"relion_{n_large}" / "run_it001_model.star", always_dict=True)
+    current_size = int(model["model_general"]["rlnCurrentImageSize"])
     ours = ours_per_particle(dataset_dir, r_max_fraction, healpix_order, offset_range)
     n_dir, n_psi = relion_rotations(healpix_order)
     relion_samples = n_dir * n_psi * offset_count(offset_range, offset_step)
     per_sample = {k: (relion_ms / relion_samples) / (ours[f"{k}_ms_per_particle"] / ours["samples"])
                   for k in ("grad", "estep")}
     return {"dataset": str(dataset_dir), "pixel_size_angstrom": pixel, "box_size": box, "ini_high_angstrom": ini_high,
-            "relion_runs_s": times, "relion_samples": relion_samples,
+            "relion_runs_s": times, "relion_samples": relion_samples, "relion_current_image_size": current_size,
             "relion_estep_ms_per_particle": relion_ms, "ours": ours,
             "ratio_relion_over_our_grad": per_sample["grad"], "ratio_relion_over_our_estep": per_sample["estep"]}
 
@@ -157,7 +162,8 @@ def format_comparison(r: dict) -> str:
     return "\n".join([
         f"RELION 3.1 vs ours, one run: {r['dataset']} ({r['box_size']} px at {r['pixel_size_angstrom']:g} A, "
         f"band to {r['ini_high_angstrom']:.1f} A = {o['band_coefficients']} half-plane coefficients)",
-        f"  RELION  {r['relion_samples']} samples (rotations x offsets), runs: {runs}",
+        f"  RELION  {r['relion_samples']} samples (rotations x offsets), E-step image size "
+        f"{r['relion_current_image_size']} px (Fourier radius {r['relion_current_image_size'] // 2}), runs: {runs}",
         f"          E-step {r['relion_estep_ms_per_particle']:9.2f} ms per particle (difference of the runs)",
         f"  ours    {o['samples']} samples = {o['directions']} directions x {o['psi']} psi x {o['shifts']} shifts",
         f"          value_and_grad {o['grad_ms_per_particle']:9.3f} ms per particle, "
