@@ -94,6 +94,24 @@ def test_honest_run_matches_in_process_run(tiny, tmp_path, board):
 
 
 @needs_sandbox
+@pytest.mark.parametrize("base", ["EM", "HessianFree"])
+def test_expectation_m_step_and_hvp_through_the_server(tiny, tmp_path, base):
+    """Complex E-step statistics and HVPs cross the wire: the same run as in-process, bit for bit."""
+    from bench.isolation.harness import run_isolated
+    from bench.runner import run
+    file = tmp_path / "wrapped.py"
+    file.write_text(f"from dataclasses import dataclass\nfrom optimizers import {base}\n\n\n"
+                    f"@dataclass(frozen=True)\nclass Attack({base}):\n    name = 'wrapped'\n"
+                    + ("    m_step_iterations: int = 3\n" if base == "EM" else ""))
+    res = run_isolated({"problem": "synthetic", "scale": "tiny", "data_seed": 0, "optimizer": f"{file}:Attack",
+                        "hyper": {}, "seed": 0, "budget": 400, "record_name": "sub-w", "compare_truth": False},
+                       INFO, results_dir=tmp_path / "results", timeout=120)
+    ref = run(tiny, f"{file}:Attack", budget=400, results_dir=tmp_path / "ref", progress=False, compare_truth=False)
+    assert res["status"] == ref.status == "finished"
+    assert res["final_test_nll"] == pytest.approx(ref.final_test_nll, rel=1e-6)
+
+
+@needs_sandbox
 @pytest.mark.parametrize("name", ["read_cache_files.py", "read_cache_proc.py", "import_and_env.py",
                                   "write_outside.py"])
 def test_attacks_find_nothing(tmp_path, board, name, monkeypatch):

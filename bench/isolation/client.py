@@ -110,8 +110,8 @@ class OracleClient:
     def m_step(self, stats: EStepStatistics, x0, max_iter: int = 30):
         if not isinstance(stats, EStepStatistics):
             raise OracleInputError("m_step needs EStepStatistics from expectation()")
-        za = np.asarray(stats.za, dtype=np.float64)
-        zq = np.asarray(stats.zq, dtype=np.float64)
+        za = np.asarray(stats.za, dtype=np.complex128 if np.iscomplexobj(stats.za) else np.float64)
+        zq = np.asarray(stats.zq, dtype=np.complex128 if np.iscomplexobj(stats.zq) else np.float64)
         return self.call("m_step", (za, zq, self._x(x0)), count=int(stats.count), max_iter=int(max_iter))[1][0]
 
     def next_batch(self, size: int) -> np.ndarray:

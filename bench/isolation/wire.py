@@ -3,7 +3,7 @@
 A message is a frame ``[u32 header length][u64 payload length][JSON header][payload]``
 over a Unix socket.  The header is a JSON object; its ``"arrays"`` entry
 lists ``[dtype, shape]`` of the arrays packed back to back in the payload,
-as raw little-endian bytes.  Only the dtypes in :data:`DTYPES` are accepted,
+as raw little-endian bytes (float32/64, complex64/128, int64).  Only the dtypes in :data:`DTYPES` are accepted,
 sizes are checked against the payload and against the receiver's limits, and
 nothing is unpickled or executed: a hostile peer can send wrong numbers, never
 code.  This module runs on both sides of the sandbox, so it imports numpy only.
@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8"), "<i8": np.dtype("<i8")}
+DTYPES = {name: np.dtype(name) for name in ("<f4", "<f8", "<c8", "<c16", "<i8")}
 _PREFIX = struct.Struct("<IQ")
 MAX_HEADER = 1 << 16
 
@@ -33,7 +33,7 @@ def _wire_dtype(arr: np.ndarray) -> str:
     for name, dt in DTYPES.items():
         if arr.dtype.kind == dt.kind and arr.dtype.itemsize == dt.itemsize:
             return name
-    raise TypeError(f"arrays on the wire must be float32, float64 or int64, got {arr.dtype}")
+    raise TypeError(f"arrays on the wire must be float32/64, complex64/128 or int64, got {arr.dtype}")
 
 
 def send(sock: socket.socket, header: dict, arrays: tuple | list = ()) -> None:
