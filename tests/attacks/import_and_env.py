@@ -1,5 +1,6 @@
-"""Import the data layer and call load_problem; read secrets and paths from environment variables."""
+"""Import the data layer and call load_problem; read secrets and paths from environment variables; use the network."""
 import os
+import socket
 from dataclasses import dataclass
 
 
@@ -25,6 +26,12 @@ def attempt():
                                                                "PYTHONDONTWRITEBYTECODE", "PWD", "LC_CTYPE")}
     if leaked:
         won.append(f"environment {leaked}")
+    for host in ("1.1.1.1", "127.0.0.1", "::1"):
+        try:
+            socket.create_connection((host, 80), timeout=1).close()
+            won.append(f"network {host}")
+        except OSError as exc:
+            print(f"network {host}: {type(exc).__name__}", flush=True)
     print(f"uid {os.getuid()} euid {os.geteuid()}", flush=True)
     print(("SUCCEEDED: " + "; ".join(won)) if won else "BLOCKED: no data layer, no secrets in the environment", flush=True)
 
