@@ -12,11 +12,11 @@ for the human reader, never parsed.
 """
 from __future__ import annotations
 
+import functools
 import math
+import multiprocessing
 import re
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ from ..records import environment, record_paths, run_key, write_record
 from ..runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
 from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
 from .sandbox import SandboxUnavailable
+from .server import serve as server_serve
 from .wire import PeerClosed, ProtocolViolation, recv, send
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
@@ -52,6 +53,18 @@ def _split_spec(spec: str) -> tuple[Path, str]:
     if not file.is_file():
         raise ValueError(f"submission file {file} not found")
     return file, cls
+
+
+@functools.lru_cache(maxsize=1)
+def _server_context():
+    """Oracle servers are forked from a fresh forkserver process with the data layer pre-imported.
+
+    The forkserver is a new interpreter (it holds no data and none of the
+    harness's state); each server it forks loads only its own problem.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["problems", "problems.oracle", "bench.isolation.server"])
+    return ctx
 
 
 def _protected(extra) -> list[Path]:
@@ -141,9 +154,9 @@ class _Evaluator:
 
 
 def _load(spec: dict):
-    from problems import load_problem
-    problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
-                           **spec.get("extra", {}))
+    from ..spec import cached_problem          # tuning trials and seeds reuse one problem
+    problem = cached_problem(spec["problem"], spec["scale"], spec["data_seed"],
+                             tuple(sorted(spec.get("extra", {}).items())))
     if spec.get("validation"):
         problem = problem.validation_split(spec["validation"], seed=spec["data_seed"])
     return problem
@@ -166,9 +179,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     full_hyper = {**info["defaults"], **spec.get("hyper", {})}
     ctl, ctl_server = socket.socketpair()
     opt_server, opt_child = socket.socketpair()
-    server = subprocess.Popen([sys.executable, "-m", "bench.isolation.server", str(ctl_server.fileno()),
-                               str(opt_server.fileno())], pass_fds=(ctl_server.fileno(), opt_server.fileno()),
-                              cwd=Path(__file__).resolve().parents[2])
+    server = _server_context().Process(target=server_serve, args=(ctl_server, opt_server), daemon=True)
+    server.start()
     ctl_server.close()
     opt_server.close()
     # The server loads its half of the problem while the harness loads its own.
@@ -221,11 +233,10 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         finally:
             child.kill()
             ctl.close()
-            try:                                  # it has reported everything; do not wait for its teardown
-                server.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
+            server.join(timeout=0.5)              # it has reported everything; do not wait for its teardown
+            if server.is_alive():
                 server.kill()
-                server.wait()
+                server.join()
     evals = float(end.get("evals", 0.0))
     if status == "finished" and (end.get("budget") != budget or evals > budget + 1e-9 or not end.get("exhausted")):
         status, message = "error", "inconsistent ledger"

@@ -167,8 +167,11 @@ class _Session:
 
 
 def main(argv: list[str]) -> int:
-    control = socket.socket(fileno=int(argv[0]))
-    opt = socket.socket(fileno=int(argv[1]))
+    return serve(socket.socket(fileno=int(argv[0])), socket.socket(fileno=int(argv[1])))
+
+
+def serve(control: socket.socket, opt: socket.socket) -> int:
+    """Serve one run on these two connections (see the module docstring)."""
     spec, _ = recv(control, 0)              # the data half: problem, instance seed, split, run seed
     from problems import load_problem
     problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
