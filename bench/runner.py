@@ -21,6 +21,7 @@ from problems import BudgetExhausted, Problem, problem_label
 from problems.data.io import write_mrc
 from problems.protocol import NonFiniteInput, OracleInputError
 
+from .curvature import estimate_curvature
 from .metrics import compare_to_truth
 from .reference import full_objective, run_scores
 from .guard import TamperingDetected, check_ledger, guarded
@@ -112,7 +113,9 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     # A diverging run overflows on its way to inf/NaN; the status says so, numpy need not warn.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            state = opt.init(x.copy(), OptimizerInfo(oracle.n_train, oracle.shape, budget_evals), rng)
+            # the curvature scale is measured on an unbudgeted oracle: not charged, same for every optimizer
+            info = OptimizerInfo(oracle.n_train, oracle.shape, budget_evals, estimate_curvature(problem, x))
+            state = opt.init(x.copy(), info, rng)
             while True:
                 before = oracle.evals
                 t0 = time.perf_counter()

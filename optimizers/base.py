@@ -63,6 +63,22 @@ class Optimizer(Protocol):
              rng: np.random.Generator) -> tuple[np.ndarray, Any]: ...
 
 
+def step_scale(info: OptimizerInfo) -> float:
+    """``1 / L`` for the harness's curvature scale ``L`` (:class:`problems.protocol.OptimizerInfo`).
+
+    Built-in step sizes are relative: ``eta = lr * step_scale(info)``, so
+    ``lr = 1`` is gradient descent's ``1/L`` step whatever the box, band or
+    data.  Without a measured curvature (an oracle that offers none) the
+    scale is 1 and ``lr`` is absolute.
+    """
+    curvature = getattr(info, "curvature", None)
+    if curvature is None:
+        return 1.0
+    if not (np.isfinite(curvature) and curvature > 0):
+        raise ValueError(f"OptimizerInfo.curvature must be a positive number, got {curvature!r}")
+    return 1.0 / float(curvature)
+
+
 def hyperparameters(opt) -> dict:
     """The optimizer's hyperparameters (its dataclass fields) as a plain dict."""
     return {f.name: getattr(opt, f.name) for f in fields(opt)}

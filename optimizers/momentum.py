@@ -7,12 +7,13 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ._common import annealed, momentum_schedule
-from .base import Range
+from .base import Range, step_scale
 
 
 class MomentumState(NamedTuple):
     t: int
     velocity: np.ndarray
+    scale: float = 1.0     # 1 / L, the harness's curvature scale
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,12 @@ class Momentum:
     .. math:: v_{t+1} = \\mu_t v_t - \\eta_t \\nabla f_{B_t}(x_t),\\quad x_{t+1} = x_t + v_{t+1}
 
     with ``mu_t = min{0.9, 1 - 2^(-1 - log2(floor(t/100) + 1))}`` and the
-    paper's annealed ``eta_t``.
+    paper's annealed ``eta_t = lr / L (1 + lambda t)^-0.75`` (``lr`` relative to the harness's
+    curvature scale ``L``; the default 0.2 makes the terminal effective step ``lr / (1 - mu)`` = 2,
+    SGD's default).
 
     >>> from optimizers.testing import QuadraticOracle
-    >>> o = QuadraticOracle(); opt = Momentum(lr=0.02, batch_size=4); rng = np.random.default_rng(0)
+    >>> o = QuadraticOracle(); opt = Momentum(lr=0.2, batch_size=4); rng = np.random.default_rng(0)
     >>> x = np.zeros(o.shape); s = opt.init(x, o.info(), rng)
     >>> for _ in range(400): x, s = opt.step(x, s, o, rng)
     >>> bool(np.abs(x - o.minimiser).max() < 1e-3)
@@ -34,7 +37,7 @@ class Momentum:
 
     name: ClassVar[str] = "momentum"
     needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
-    search_space: ClassVar[dict] = {"lr": Range(1e-3, 1e1)}
+    search_space: ClassVar[dict] = {"lr": Range(0.01, 3.0)}
     nesterov: ClassVar[bool] = False
     lr: float = 0.2
     decay: float = 1e-2
@@ -42,16 +45,16 @@ class Momentum:
     batch_size: int = 100
 
     def init(self, x0, info, rng) -> MomentumState:
-        return MomentumState(0, np.zeros_like(x0))
+        return MomentumState(0, np.zeros_like(x0), step_scale(info))
 
     def step(self, x, state: MomentumState, oracle, rng):
         mu = momentum_schedule(state.t, self.mu_max)
-        eta = annealed(self.lr, self.decay, state.t)
+        eta = annealed(self.lr * state.scale, self.decay, state.t)
         idx = oracle.next_batch(self.batch_size)
         at = x + mu * state.velocity if self.nesterov else x
         _, g = oracle.value_and_grad(at, idx)
         velocity = mu * state.velocity - eta * g
-        return x + velocity, MomentumState(state.t + 1, velocity)
+        return x + velocity, MomentumState(state.t + 1, velocity, state.scale)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ._common import annealed, dot
-from .base import Range
+from .base import Range, step_scale
 
 
 class OLBFGSState(NamedTuple):
     t: int
     pairs: tuple   # ((s, y, 1 / s.y), ...), newest last
+    scale: float = 1.0     # 1 / L, the harness's curvature scale
 
 
 def two_loop(g: np.ndarray, pairs: tuple, epsilon: float) -> np.ndarray:
@@ -52,21 +53,21 @@ class OLBFGS:
 
     name: ClassVar[str] = "olbfgs"
     needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
-    search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e1), "epsilon": Range(1e-2, 1e2)}
+    search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e1), "epsilon": Range(0.1, 30.0)}
     lr: float = 0.5
     memory: int = 30
-    epsilon: float = 1.0         # step scale before any curvature pair exists
+    epsilon: float = 2.0         # step before any curvature pair exists, relative: H_0 = epsilon / L
     damping: float = 0.0         # lambda in y = grad' - grad + lambda s
     decay: float = 1e-2
     batch_size: int = 100
 
     def init(self, x0, info, rng) -> OLBFGSState:
-        return OLBFGSState(0, ())
+        return OLBFGSState(0, (), step_scale(info))
 
     def step(self, x, state: OLBFGSState, oracle, rng):
         idx = oracle.next_batch(self.batch_size)
         _, g = oracle.value_and_grad(x, idx)
-        x_new = x - annealed(self.lr, self.decay, state.t) * two_loop(g, state.pairs, self.epsilon)
+        x_new = x - annealed(self.lr, self.decay, state.t) * two_loop(g, state.pairs, self.epsilon * state.scale)
         _, g_new = oracle.value_and_grad(x_new, idx)
         s = x_new - x
         y = g_new - g + self.damping * s
@@ -74,4 +75,4 @@ class OLBFGS:
         pairs = state.pairs
         if sy > 0 and np.isfinite(sy):
             pairs = (pairs + ((s, y, 1.0 / sy),))[-self.memory:]
-        return x_new, OLBFGSState(state.t + 1, pairs)
+        return x_new, OLBFGSState(state.t + 1, pairs, state.scale)

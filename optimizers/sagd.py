@@ -6,7 +6,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from .base import Range
+from .base import Range, step_scale
 
 
 class SAGState(NamedTuple):
@@ -14,6 +14,7 @@ class SAGState(NamedTuple):
     table: tuple           # last gradient of each block (None until first visit)
     total: np.ndarray      # sum of the table's gradients, weighted by block size
     seen: int              # images whose block has been visited
+    scale: float = 1.0     # 1 / L, the harness's curvature scale
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SAGD:
     a full pass over the blocks costs one epoch, as charged by the oracle.
 
     >>> from optimizers.testing import QuadraticOracle
-    >>> o = QuadraticOracle(); opt = SAGD(lr=0.03, batch_size=8); rng = np.random.default_rng(0)
+    >>> o = QuadraticOracle(); opt = SAGD(lr=0.3, batch_size=8); rng = np.random.default_rng(0)
     >>> x = np.zeros(o.shape); s = opt.init(x, o.info(), rng)
     >>> for _ in range(600): x, s = opt.step(x, s, o, rng)
     >>> bool(np.abs(x - o.minimiser).max() < 1e-3)
@@ -39,8 +40,8 @@ class SAGD:
 
     name: ClassVar[str] = "sagd"
     needs: ClassVar[frozenset] = frozenset({"value_and_grad"})     # its own blocks, not next_batch
-    search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2)}
-    lr: float = 0.5
+    search_space: ClassVar[dict] = {"lr": Range(0.05, 10.0)}
+    lr: float = 1.0              # relative to the harness's curvature scale: eta = lr / L
     batch_size: int = 100
     max_memory_gib: float = 1.0
 
@@ -48,7 +49,7 @@ class SAGD:
         volume = np.asarray(x0).nbytes
         n_blocks = max(1, min(info.n_train // self.batch_size, int(self.max_memory_gib * 2**30 // volume)))
         blocks = tuple(np.array_split(rng.permutation(info.n_train), n_blocks))
-        return SAGState(blocks, (None,) * n_blocks, np.zeros_like(x0), 0)
+        return SAGState(blocks, (None,) * n_blocks, np.zeros_like(x0), 0, step_scale(info))
 
     def step(self, x, state: SAGState, oracle, rng):
         b = int(rng.integers(len(state.blocks)))
@@ -59,4 +60,4 @@ class SAGD:
         total = state.total + weighted - (old if old is not None else 0)
         seen = state.seen + (idx.size if old is None else 0)
         table = state.table[:b] + (weighted,) + state.table[b + 1:]
-        return x - self.lr * total / seen, SAGState(state.blocks, table, total, seen)
+        return x - self.lr * state.scale * total / seen, SAGState(state.blocks, table, total, seen, state.scale)

@@ -7,7 +7,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from ._common import annealed
-from .base import Range
+from .base import Range, step_scale
 
 
 class TONGAState(NamedTuple):
@@ -15,6 +15,7 @@ class TONGAState(NamedTuple):
     recent: tuple          # the last `rank` minibatch gradients (newest last)
     basis: np.ndarray | None   # (rank, n) frozen factor U^T of the covariance, or None
     small_inverse: np.ndarray | None   # (lambda I + U^T U)^-1, (rank, rank)
+    scale: float = 1.0     # 1 / L, the harness's curvature scale
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,14 @@ class TONGA:
     .. math:: d = \\lambda (\\lambda I + U U^T)^{-1} g
                 = g - U(\\lambda I + U^T U)^{-1} U^T g,\\qquad x_{t+1} = x_t - \\eta_t d
 
-    (Woodbury; the factor ``lambda`` keeps ``eta`` on SGD's scale).
+    (Woodbury; the factor ``lambda`` keeps ``eta`` on SGD's scale, so ``lr`` is relative to the
+    harness's curvature scale ``L`` as SGD's is: ``eta_t = lr / L (1 + lambda t)^-0.75``).
     ``lambda = reg * ||U||_F^2 / rank`` makes ``reg`` dimensionless; it is
     tuned with the learning rate, as in the paper.  Minibatch gradients stand
     in for per-example ones (the oracle returns batch means).
 
     >>> from optimizers.testing import QuadraticOracle
-    >>> o = QuadraticOracle(); opt = TONGA(lr=0.1, reg=10.0, batch_size=4); rng = np.random.default_rng(0)
+    >>> o = QuadraticOracle(); opt = TONGA(lr=1.0, reg=10.0, batch_size=4); rng = np.random.default_rng(0)
     >>> x = np.zeros(o.shape); s = opt.init(x, o.info(), rng)
     >>> for _ in range(1000): x, s = opt.step(x, s, o, rng)
     >>> bool(np.abs(x - o.minimiser).max() < 1e-3)
@@ -43,8 +45,8 @@ class TONGA:
 
     name: ClassVar[str] = "tonga"
     needs: ClassVar[frozenset] = frozenset({"value_and_grad", "next_batch"})
-    search_space: ClassVar[dict] = {"lr": Range(1e-2, 1e2), "reg": Range(1e-2, 1e2)}
-    lr: float = 1.0
+    search_space: ClassVar[dict] = {"lr": Range(0.1, 30.0), "reg": Range(1e-2, 1e2)}
+    lr: float = 2.0
     reg: float = 1.0
     rank: int = 20
     refresh: int = 20
@@ -52,7 +54,7 @@ class TONGA:
     batch_size: int = 100
 
     def init(self, x0, info, rng) -> TONGAState:
-        return TONGAState(0, (), None, None)
+        return TONGAState(0, (), None, None, step_scale(info))
 
     def _refresh(self, recent: tuple):
         u_t = np.stack([g.ravel() for g in recent]).astype(np.float64) / np.sqrt(len(recent))
@@ -70,5 +72,5 @@ class TONGA:
         if basis is not None:
             coeff = small_inv @ (basis @ g.ravel()).astype(np.float64)
             d = g - (coeff.astype(np.float32) @ basis).reshape(g.shape)
-        x_new = x - annealed(self.lr, self.decay, state.t) * d
-        return x_new, TONGAState(state.t + 1, recent, basis, small_inv)
+        x_new = x - annealed(self.lr * state.scale, self.decay, state.t) * d
+        return x_new, TONGAState(state.t + 1, recent, basis, small_inv, state.scale)

@@ -69,11 +69,20 @@ class NonFiniteInput(OracleInputError):
 
 @dataclass(frozen=True)
 class OptimizerInfo:
-    """What an optimizer may know before it starts (the same for tuning and scored runs)."""
+    """What an optimizer may know before it starts (the same for tuning and scored runs).
+
+    ``curvature``: the harness's curvature scale ``L`` at the initial density
+    -- the largest-magnitude eigenvalue of the minibatch objective's Hessian,
+    measured by the harness the same way for every run and optimizer
+    (:func:`bench.curvature.estimate_curvature`, uncharged), or ``None`` when
+    nobody measured it.  Built-in optimizers take their step sizes relative
+    to it (``eta = lr / L``), so one default works at every box size and band.
+    """
 
     n_train: int
     shape: tuple[int, ...]
     budget: float | None
+    curvature: float | None = None
 
 
 def hutchinson_diagonal(hvp: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], n_probes: int,

@@ -5,7 +5,6 @@ import subprocess
 import pytest
 
 from bench.report import build_report
-from bench.reproduce import reproduce
 from bench.submit import run_protocol
 
 
@@ -54,16 +53,3 @@ def test_html_leaderboard_in_headless_chromium(results, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000
-
-
-def test_reproduce_fig6_tiny(tiny, tmp_path):
-    written = reproduce("fig6", "tiny", str(tmp_path / "results"), str(tmp_path / "reports"), progress=False)
-    assert (tmp_path / "reports" / "fig6" / "fig6.png") in written
-    rows = (tmp_path / "reports" / "fig6" / "fig6-summary.csv").read_text().splitlines()
-    assert {r.split(",")[0] for r in rows[1:]} == {"em", "projection-matching", "sgd"}
-
-
-@pytest.mark.slow
-def test_reproduce_fig3_tiny(tiny, tmp_path):
-    written = reproduce("fig3", "tiny", str(tmp_path / "results"), str(tmp_path / "reports"), progress=False)
-    assert (tmp_path / "reports" / "fig3" / "fig3.png") in written

@@ -192,21 +192,88 @@ def data_profile(evals_needed: pd.DataFrame, title: str) -> plt.Figure:
                             "budget (epochs of per-image gradient evaluations)", title)
 
 
-def isosurface_grid(volumes: dict[str, np.ndarray], title: str, size: int = 32, level: float = 0.35) -> plt.Figure:
-    """A voxel isosurface view (matplotlib's ``voxels``) of each density, Fourier-cropped to ``size``:
-    the voxels above ``level`` x the volume's maximum."""
+def _isosurface(ax, volume: np.ndarray, size: int, fraction: float, color: str) -> None:
+    """Draw the smooth isosurface (scikit-image marching cubes, Lewiner et al. 2003) of ``volume``,
+    Fourier-cropped to ``size``, at the level enclosing the ``fraction`` of its voxels with the
+    largest values; faces are shaded by their normals against a fixed light (Lambert)."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from skimage.measure import marching_cubes
     from ..metrics import fourier_crop
+    v = fourier_crop(np.asarray(volume, dtype=np.float64), size)
+    level = float(np.quantile(v, 1.0 - fraction))
+    if not v.min() < level < v.max():
+        ax.text2D(0.5, 0.5, "flat", ha="center", transform=ax.transAxes)
+        return
+    verts, faces, normals, _ = marching_cubes(v.transpose(2, 1, 0), level)   # [z,y,x] -> (x,y,z)
+    elev, azim = np.radians(20.0), np.radians(-60.0)
+    light = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)]) + [0, 0, 0.5]
+    light /= np.linalg.norm(light)                      # from the camera, a little above it
+    shade = 0.3 + 0.7 * np.abs(normals[faces].mean(axis=1) @ light)
+    rgb = np.asarray(matplotlib.colors.to_rgb(color))
+    mesh = Poly3DCollection(verts[faces], facecolors=np.clip(shade[:, None] * rgb, 0, 1), edgecolor="none")
+    mesh.set_rasterized(True)                           # thousands of polygons: keep the PDF small
+    ax.add_collection3d(mesh)
+    centre, half = (verts.max(0) + verts.min(0)) / 2, (verts.max(0) - verts.min(0)).max() / 2 + 1
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        setter(c - half, c + half)
+    ax.view_init(elev=np.degrees(elev), azim=np.degrees(azim))
+    ax.set_box_aspect((1, 1, 1))
+
+
+def isosurface_grid(volumes: dict[str, np.ndarray], title: str, size: int = 48, fraction: float = 0.04) -> plt.Figure:
+    """Smooth isosurfaces of the given densities, laid out in rows of up to seven (see :func:`_isosurface`)."""
     names = list(volumes)
     per_row = min(7, len(names))
     n_rows = -(-len(names) // per_row)
     fig = plt.figure(figsize=(2.0 * per_row, 2.1 * n_rows + 0.4))
     for i, name in enumerate(names):
         ax = fig.add_subplot(n_rows, per_row, i + 1, projection="3d")
-        v = fourier_crop(np.asarray(volumes[name], dtype=np.float64), size)
-        mask = v > level * v.max()
-        ax.voxels(mask.transpose(2, 1, 0), facecolors="#d9b44a", edgecolor="none")   # [z,y,x] -> (x,y,z)
         ax.set_axis_off()
+        _isosurface(ax, volumes[name], size, fraction, "#d9b44a")
         ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.0, hspace=0.1)
+    return fig
+
+
+def isosurface_table(panels: dict[str, dict[str, np.ndarray]], columns: list[str], title: str, size: int = 48,
+                     fraction: float = 0.04) -> plt.Figure:
+    """Smooth isosurfaces (paper Fig. 4): rows = densities (name -> {column: volume}), columns = snapshot
+    points.  Each surface encloses the same ``fraction`` of the box, so maps on different intensity
+    scales (RELION's, ours) are drawn alike."""
+    names = list(panels)
+    fig = plt.figure(figsize=(2.1 * len(columns) + 0.6, 2.1 * len(names) + 0.4))
+    for r, name in enumerate(names):
+        for c, col in enumerate(columns):
+            ax = fig.add_subplot(len(names), len(columns), r * len(columns) + c + 1, projection="3d")
+            ax.set_axis_off()
+            if col in panels[name]:
+                _isosurface(ax, panels[name][col], size, fraction, "#d9b44a")
+            if r == 0:
+                ax.set_title(col, fontsize=9)
+            if c == 0:
+                ax.text2D(-0.05, 0.5, name, rotation=90, va="center", ha="right", fontsize=9, transform=ax.transAxes)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.0, hspace=0.05)
+    return fig
+
+
+def central_slices(panels: dict[str, dict[str, np.ndarray]], columns: list[str], title: str) -> plt.Figure:
+    """Central slices z = N/2 (rows = densities, columns = snapshot points), each on its own grey scale."""
+    names = list(panels)
+    fig, axes = plt.subplots(len(names), len(columns), figsize=(1.8 * len(columns) + 0.8, 1.8 * len(names) + 0.4),
+                             squeeze=False)
+    for r, name in enumerate(names):
+        for c, col in enumerate(columns):
+            a = axes[r, c]
+            a.set_xticks([]), a.set_yticks([])
+            vol = panels[name].get(col)
+            if vol is not None:
+                a.imshow(np.asarray(vol)[vol.shape[0] // 2], cmap="gray", origin="lower")
+            if r == 0:
+                a.set_title(col, fontsize=9)
+            if c == 0:
+                a.set_ylabel(name, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,0 +1,55 @@
+"""The harness's curvature scale (bench.curvature) and the relative step sizes built on it."""
+import numpy as np
+import pytest
+from scipy.sparse.linalg import LinearOperator, eigsh
+
+from bench.curvature import estimate_curvature, lanczos_extreme
+from optimizers import OptimizerInfo, get_optimizer
+from optimizers.base import step_scale
+from optimizers.testing import QuadraticOracle
+
+
+def test_lanczos_finds_the_extreme_eigenvalue_of_a_clustered_spectrum():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((200, 200)))
+    eig = np.concatenate([np.linspace(0.1, 9.0, 190), [9.5, 9.7, 9.8, 9.9, 10.0], -np.linspace(1, 3, 5)])
+    h = (q * eig) @ q.T
+    est = lanczos_extreme(lambda v: h @ v, rng.standard_normal(200), 30)
+    assert est == pytest.approx(10.0, rel=1e-3)
+    # interlacing: a few steps give a lower bound, never more than the truth
+    assert lanczos_extreme(lambda v: h @ v, rng.standard_normal(200), 3) <= 10.0 + 1e-9
+    # largest magnitude, whatever the sign
+    assert lanczos_extreme(lambda v: -h @ v, rng.standard_normal(200), 30) == pytest.approx(10.0, rel=1e-3)
+
+
+def test_estimate_matches_arpack_on_the_tiny_problem(tiny):
+    p = tiny
+    x0 = p.initial_density(0)
+    est = estimate_curvature(p, x0, batch=50)
+    oracle, idx = p.oracle(), np.arange(50)
+    op = LinearOperator((x0.size,) * 2, dtype=np.float64,
+                        matvec=lambda v: oracle.hvp(x0, v.reshape(x0.shape).astype(np.float32), idx).ravel())
+    exact = abs(eigsh(op, k=1, which="LM", ncv=10, tol=1e-3, return_eigenvectors=False)[0])
+    assert est == pytest.approx(exact, rel=0.05)
+    assert est <= exact * 1.001
+    assert estimate_curvature(p, x0, batch=50) == est               # deterministic (and cached)
+    with pytest.raises(ValueError):
+        estimate_curvature(p, np.zeros_like(x0) * np.nan)
+
+
+def test_relative_learning_rate_is_lr_over_curvature():
+    o = QuadraticOracle()
+    x = np.zeros(o.shape)
+    info = o.info()
+    steps = {}
+    for c in (info.curvature, 4 * info.curvature):
+        opt, rng = get_optimizer("sgd", lr=1.0), np.random.default_rng(0)
+        o2 = QuadraticOracle()
+        state = opt.init(x, OptimizerInfo(o2.n_train, o2.shape, None, c), rng)
+        x1, _ = opt.step(x, state, o2, rng)
+        steps[c] = x1 - x
+    a, b = steps.values()
+    np.testing.assert_allclose(a, 4 * b)                     # 4x the curvature, a quarter of the step
+    assert step_scale(OptimizerInfo(1, (1,), None)) == 1.0   # nobody measured: absolute lr
+    with pytest.raises(ValueError):
+        step_scale(OptimizerInfo(1, (1,), None, -1.0))
