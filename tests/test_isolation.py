@@ -303,3 +303,14 @@ def test_leaderboard_command_survives_corrupt_and_unranked_entries(tmp_path, cap
     assert leaderboard_cmd.main(args) == 0
     text = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "| 1 | sgd |" in text and "`sub-1` (mine): unranked (timeout)" in text and "sub-2.json" in text
+
+
+@needs_sandbox
+def test_submission_symlinked_into_the_cache_is_refused(tmp_path):
+    from bench.isolation.harness import describe
+    from problems.data.cache import cache_dir
+    target = next(p for p in cache_dir().rglob("*.json"))
+    link = tmp_path / "innocent.py"
+    link.symlink_to(target)
+    with pytest.raises(ValueError, match="lies inside"):
+        describe(f"{link}:Attack")

@@ -73,7 +73,15 @@ def _protected(extra) -> list[Path]:
     return [cache_dir(), Path(__file__).resolve().parents[2], *(Path(p) for p in extra)]
 
 
+def _not_from_protected(submission: Path, protected: list[Path]) -> None:
+    """Refuse a submission file (after symlinks) inside the cache or results: binding it would expose it."""
+    for p in protected[:1] + protected[2:]:              # the repository may hold submissions (examples/)
+        if submission == Path(p).resolve() or Path(p).resolve() in submission.parents:
+            raise ValueError(f"submission {submission} lies inside {p}; copy it elsewhere first")
+
+
 def _start(submission: Path, limits: Limits, protected: list[Path], tmp: Path) -> tuple[Sandboxed, socket.socket]:
+    _not_from_protected(submission, protected)
     staging = stage(tmp / "app")
     check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(submission)], protected)
     mine, theirs = socket.socketpair()
@@ -173,6 +181,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     require_sandbox()
     file, cls = _split_spec(spec["optimizer"])
     protected = _protected([*protected, results_dir])
+    _not_from_protected(file, protected)
     unknown = set(spec.get("hyper", {})) - set(info["defaults"])
     if unknown:
         raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
