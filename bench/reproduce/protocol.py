@@ -33,7 +33,7 @@ from ..spec import RunSpec
 from ..sweep import run_specs
 
 EPOCHS = 10
-TUNE_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+TUNE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 TUNE_IMAGES = 10_000
 VALIDATION_IMAGES = 100
 SEED = 0
