@@ -56,14 +56,15 @@ RunResult = RunSummary      # the name callers used before the summary type was 
 def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget: str | float = "1epoch",
         seed: int = 0, results_dir: str | Path = "results", progress: bool = True,
         x0: np.ndarray | None = None, force: bool = False, compare_truth: bool = True,
-        sandbox=None) -> RunSummary:
+        sandbox=None, curvature: float | None = None) -> RunSummary:
     """Run one optimizer on one problem and write its record (or reuse an existing one).
 
     The optimizer sees a guarded facade of the oracle (:mod:`bench.guard`);
     after every step the oracle's counter is checked against the harness's
     ledger.  ``compare_truth`` aligns the density to the ground truth (when
     there is one) at each snapshot and records the FSC resolutions.
-    ``sandbox`` is a :class:`bench.guard.SandboxSwitch` turned on around steps.
+    ``sandbox`` is a :class:`bench.guard.SandboxSwitch` turned on around steps.  ``curvature``: the
+    curvature scale handed to the optimizer (default: measured at ``x0`` by :mod:`bench.curvature`).
     """
     opt = get_optimizer(optimizer_spec, **(hyper or {}))
     full_hyper = hyperparameters(opt)
@@ -114,7 +115,8 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             # the curvature scale is measured on an unbudgeted oracle: not charged, same for every optimizer
-            info = OptimizerInfo(oracle.n_train, oracle.shape, budget_evals, estimate_curvature(problem, x))
+            info = OptimizerInfo(oracle.n_train, oracle.shape, budget_evals,
+                                 curvature if curvature is not None else estimate_curvature(problem, x))
             state = opt.init(x.copy(), info, rng)
             while True:
                 before = oracle.evals

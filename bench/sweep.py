@@ -24,9 +24,18 @@ _problem = cached_problem      # the old name (bench/submit.py)
 def execute(spec: RunSpec | dict) -> RunSummary:
     """Run one spec (plain data, so it travels to any worker) and return its summary."""
     from .runner import run
+    from .curvature import estimate_curvature
     spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+    x0 = curvature = None
+    if spec.validation:
+        # a tuning run starts where the scored run will start (its initial density and curvature scale),
+        # so the relative hyperparameters tuned on the validation split transfer unchanged
+        scored = cached_problem(spec.problem, spec.scale, spec.data_seed, tuple(sorted(spec.extra.items())))
+        x0 = scored.initial_density(spec.seed)
+        curvature = estimate_curvature(scored, x0)
     res = run(spec.load_problem(), spec.optimizer, spec.hyper, budget=spec.budget, seed=spec.seed,
-              results_dir=spec.results_dir, progress=False, compare_truth=spec.compare_truth)
+              results_dir=spec.results_dir, progress=False, compare_truth=spec.compare_truth, x0=x0,
+              curvature=curvature)
     return res.with_spec(spec)
 
 

@@ -53,3 +53,23 @@ def test_relative_learning_rate_is_lr_over_curvature():
     assert step_scale(OptimizerInfo(1, (1,), None)) == 1.0   # nobody measured: absolute lr
     with pytest.raises(ValueError):
         step_scale(OptimizerInfo(1, (1,), None, -1.0))
+
+
+def test_tuning_runs_get_the_scored_problems_start_and_curvature(tiny, monkeypatch):
+    """A validation-split (tuning) run starts at the scored problem's x0 with its curvature scale."""
+    import bench.runner
+    from bench.spec import RunSpec
+    from bench.sweep import execute
+    seen = {}
+
+    def fake_run(problem, *args, **kwargs):
+        seen.update(kwargs, problem=problem)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(bench.runner, "run", fake_run)
+    with pytest.raises(RuntimeError, match="stop here"):
+        execute(RunSpec(problem="synthetic", scale="tiny", optimizer="sgd", budget=100, validation=100))
+    x0 = tiny.initial_density(0)
+    assert seen["problem"].n_train == tiny.n_train - 100                 # it trains on the validation split
+    np.testing.assert_array_equal(seen["x0"], x0)
+    assert seen["curvature"] == estimate_curvature(tiny, x0)
