@@ -14,6 +14,8 @@ from bench.reproduce import protocol, reproduce
 def test_tuning_budget_is_a_subset_at_paper_scale_and_two_epochs_at_most():
     assert protocol.tuning_budget(50_000) == 10_000          # a fifth of the paper's training set
     assert protocol.tuning_budget(400) == 800
+    assert protocol.tuning_budget(400, "hessian-free") == 5 * 3300    # 5 HF iterations, not none
+    assert protocol.tuning_budget(50_000, "olbfgs") == 10_000
     assert protocol.tuned_parameter("hessian-free") == "damping"
     assert protocol.tuned_parameter("sgd") == "lr"
     assert protocol.tuned_parameter("em") is None            # no step size to tune

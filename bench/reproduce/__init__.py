@@ -119,7 +119,7 @@ def _section(label, problem, tuning, tune_table, clock, timing, relion_out, reli
              pd.DataFrame([clock]).round(1).to_markdown(index=False),
              "", f"Optimizer time recorded in the runs themselves: {timing['optimizer_seconds_in_records']:.0f} s.",
              "", f"Tuning cost: {cost:,.0f} per-image gradient evaluations ({cost / problem.n_train:.2f} epochs) "
-             f"over all methods, {tuning and protocol.tuning_budget(problem.n_train):,} per trial.", "",
+             f"over all methods, {protocol.tuning_budget(problem.n_train):,} per trial (HF: at least 5 iterations).", "",
              tune_table.to_markdown(index=False), "", finals.to_markdown(index=False)]
     if relion_out is not None:
         r = relion_out

@@ -16,7 +16,9 @@
   order -- 10,000 images at paper scale (a fifth of the training set), at
   most 2 epochs at the small scales, where a subset would be too few images
   to mean anything.  The trial with the lowest validation NLL wins (a
-  diverged trial scores +inf); its cost in evaluations is reported.
+  diverged trial scores +inf); its cost in evaluations is reported.  A trial
+  gets at least 5 iterations of its method (HF: 16,500 evaluations), or HF's
+  damping would be judged on no step at all.
 
 Step sizes are relative to the harness's curvature scale (``bench.curvature``),
 so the grid is the same at every scale.
@@ -37,12 +39,24 @@ TUNE_FACTORS = (0.5, 1.0, 2.0, 4.0)
 TUNE_IMAGES = 10_000
 VALIDATION_IMAGES = 100
 SEED = 0
+MIN_TUNING_ITERATIONS = 5
 TUNED = {"hessian-free": "damping"}          # everything else: "lr"
 
 
-def tuning_budget(n_train: int) -> int:
-    """Evaluations of one tuning trial: a pass over ``min(10,000, 2 epochs)`` images."""
-    return int(min(TUNE_IMAGES, 2 * n_train))
+def tuning_budget(n_train: int, optimizer: str | None = None) -> int:
+    """Evaluations of one tuning trial: a pass over ``min(10,000, 2 epochs)`` images, and at least
+    ``MIN_TUNING_ITERATIONS`` iterations of the method (HF's one iteration costs 300 x (1 + 2 x 5) = 3,300)."""
+    base = int(min(TUNE_IMAGES, 2 * n_train))
+    return base if optimizer is None else max(base, MIN_TUNING_ITERATIONS * iteration_cost(optimizer))
+
+
+def iteration_cost(optimizer: str) -> int:
+    """Per-image evaluations of one iteration with the defaults: the batch, times 1 + 2 per CG step
+    (Hessian-vector products) and 2 for oLBFGS's second gradient on the same batch."""
+    from optimizers import get_optimizer
+    opt = get_optimizer(optimizer)
+    per_image = 1 + 2 * getattr(opt, "cg_iterations", 0) + (1 if optimizer == "olbfgs" else 0)
+    return int(getattr(opt, "batch_size", 100) * per_image)
 
 
 def tuned_parameter(optimizer: str) -> str | None:
@@ -67,7 +81,7 @@ def tune(problem: str, scale: str, optimizer: str, n_train: int, results_dir: st
                 "cost_epochs": 0.0, "seconds": 0.0}
     default = getattr(get_optimizer(optimizer), param)
     values = [float(default * f) for f in TUNE_FACTORS]
-    specs = [RunSpec(problem=problem, scale=scale, optimizer=optimizer, budget=tuning_budget(n_train),
+    specs = [RunSpec(problem=problem, scale=scale, optimizer=optimizer, budget=tuning_budget(n_train, optimizer),
                      hyper={param: v}, seed=SEED, results_dir=results_dir, validation=VALIDATION_IMAGES,
                      compare_truth=False) for v in values]
     results = run_specs(specs, n_jobs=n_jobs, progress=progress)
