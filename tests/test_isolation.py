@@ -86,7 +86,7 @@ def test_honest_run_matches_in_process_run(tiny, tmp_path, board):
     from bench.runner import run
     res, meta, _ = _run(tmp_path, "probe.py", budget=300)
     assert res["status"] == "finished" and meta["evals"] == 300 and meta["ledger"] == 300
-    assert meta["calls"]["value_and_grad"] == 3
+    assert meta["calls"]["value_and_grad"] == 3 and meta["shared_memory_calls"] == 4   # + the refused one
     ref = run(tiny, f"{_attack_file(tmp_path, 'probe.py')}:Attack", budget=300, results_dir=tmp_path / "ref",
               progress=False, compare_truth=False)
     assert res["final_test_nll"] == pytest.approx(ref.final_test_nll, rel=1e-5)

@@ -20,7 +20,7 @@ import numpy as np
 
 from problems.protocol import BudgetExhausted, NonFiniteInput, OptimizerInfo
 
-from .client import OracleClient
+from .client import connect
 from .wire import recv, send
 
 _SCALARS = (bool, int, float, str, type(None))
@@ -69,7 +69,7 @@ def describe(spec: str) -> dict:
 def run(sock: socket.socket, header: dict, x0: np.ndarray) -> None:
     """Construct, init and step the optimizer until the server refuses (budget spent)."""
     from optimizers import get_optimizer
-    client = OracleClient(sock, header["n_train"], header["shape"], header["budget"])
+    client = connect(sock, header)
     opt = get_optimizer(header["spec"], **header["hyper"])
     rng = np.random.default_rng([int(header["seed"]), 0xC0FFEE])
     x = x0.astype(np.float32)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import multiprocessing
+import os
 import re
 import socket
 import tempfile
@@ -65,6 +66,16 @@ def _server_context():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["problems", "problems.oracle", "bench.isolation.server"])
     return ctx
+
+
+def send_shared_buffers(sock: socket.socket, shape) -> None:
+    """Create the memfd of three densities (x, v, out) for the server and the optimizer; the harness never maps it."""
+    fd = os.memfd_create("cryoopt-oracle", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, 3 * 4 * int(np.prod(shape)))
+        socket.send_fds(sock, [b"s"], [fd])
+    finally:
+        os.close(fd)
 
 
 def _protected(extra) -> list[Path]:
@@ -212,8 +223,9 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         started = time.monotonic() + 300          # loading time is not the optimizer's: the clock
         timed_out = False                          # starts at the server's first report (below)
         try:
-            send(ctl, {"budget": budget, "checkpoints": schedule, "child": {
+            send(ctl, {"budget": budget, "checkpoints": schedule, "shm": True, "child": {
                 "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"]}})
+            send_shared_buffers(ctl, problem.shape)
             while True:
                 left = timeout - (time.monotonic() - started)
                 if left <= 0 and not timed_out:
@@ -268,7 +280,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
             "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
             "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),
             "snapshots": ev.snapshots, "fsc": ev.fsc, "calls": end.get("calls", {}),
-            "ledger": end.get("ledger"), **environment(), **scores}
+            "ledger": end.get("ledger"), "shared_memory_calls": end.get("shared_memory_calls", 0), **environment(), **scores}
     meta_path.with_suffix(".log").write_text(child.text())
     rows = ev.rows or [{"evals": 0.0, "wall_time": 0.0, "train_objective": None, "test_nll": np.nan}]
     for row in rows:

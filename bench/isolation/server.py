@@ -19,6 +19,8 @@ optimizer's own claims (``error`` messages) only ever make a run *worse*.
 from __future__ import annotations
 
 import gc
+import mmap
+import os
 import socket
 import sys
 import time
@@ -44,6 +46,8 @@ class _Session:
         self.next_cp = 0
         self.calls = {k: 0 for k in _COSTS}
         self.ledger = 0.0
+        self.shm = None                   # views (x, v, out) of the memfd shared with the optimizer
+        self.shm_calls = 0
         self.stats_layout = None          # (shape, dtype) of za, zq as expectation returns them
         self.exhausted = False
         self.last_step_evals = 0.0
@@ -70,6 +74,23 @@ class _Session:
         return out
 
     def answer(self, op: str, h: dict, a: list[np.ndarray]) -> tuple[dict, list]:
+        """Densities from / results into the shared buffers when the request says so (``shm``).
+
+        The server reads x (and v) in place: the optimizer could change them
+        mid-call, which only spoils its own answer (the cost is charged first,
+        and the likelihood never indexes memory by the density's values).
+        """
+        shm = h.get("shm") is True and self.shm is not None and op in ("value", "value_and_grad", "hvp")
+        if shm:
+            self.shm_calls += 1
+            a = [self.shm[0], *([self.shm[1]] if op == "hvp" else []), *a]
+        reply, out = self._answer(op, h, a)
+        if shm and out:
+            np.copyto(self.shm[2], out[0], casting="same_kind")
+            reply, out = {**reply, "out": "shm"}, []
+        return reply, out
+
+    def _answer(self, op: str, h: dict, a: list[np.ndarray]) -> tuple[dict, list]:
         o = self.oracle
         if op == "value":
             return {"value": self._charged(op, a[1], lambda: o.value(self._x(a[0], "x"), a[1]))}, []
@@ -185,19 +206,29 @@ def serve(control: socket.socket, opt: socket.socket) -> int:
     del problem                           # the held-out images go before the optimizer starts
     gc.collect()
     session = _Session(oracle, spec["checkpoints"], control, opt)
+    shm_fd = None
+    if spec.get("shm"):
+        _, fds, _, _ = socket.recv_fds(control, 16, 1)
+        shm_fd, n = fds[0], int(np.prod(oracle.shape))
+        shared = mmap.mmap(shm_fd, 3 * 4 * n)
+        session.shm = [np.frombuffer(shared, np.float32, n, 4 * n * i).reshape(oracle.shape) for i in range(3)]
     session.last_x = x0
     session.report("checkpoint", x0)
     recv(control, 0)
     try:
         send(opt, {"op": "run", **spec["child"], "n_train": oracle.n_train, "shape": list(oracle.shape),
-                   "budget": oracle.budget}, [x0])
+                   "budget": oracle.budget, "shm": shm_fd is not None}, [x0])
+        if shm_fd is not None:
+            socket.send_fds(opt, [b"s"], [shm_fd])
+            os.close(shm_fd)
         status, message = session.serve()
     except OSError:
         status, message = "error", "the optimizer process ended without finishing"
     if status == "finished" and abs(session.ledger - oracle.evals) > 1e-6 * max(1.0, oracle.evals):
         status, message = "error", f"ledger {session.ledger:g} != counter {oracle.evals:g}"
     session.report("end", session.last_x, status=status, message=message, calls=session.calls,
-                   ledger=session.ledger, budget=oracle.budget, exhausted=session.exhausted)
+                   ledger=session.ledger, budget=oracle.budget, exhausted=session.exhausted,
+                   shared_memory_calls=session.shm_calls)
     opt.close()
     return 0
 

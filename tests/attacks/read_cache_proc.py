@@ -17,7 +17,9 @@ def attempt():
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("/") and not target.startswith(("/dev", "/proc", "/app", "/submission")):
+                # /memfd:cryoopt-oracle is the shared x/v/gradient buffer: the optimizer's own densities
+                if target.startswith("/") and not target.startswith(("/dev", "/proc", "/app", "/submission",
+                                                                     "/memfd:cryoopt-oracle")):
                     won.append(f"fd {pid}/{fd} -> {target}")
         except OSError:
             pass
