@@ -1,7 +1,17 @@
-"""Rank leaderboard entries (test NLL with bootstrap 95% CIs) in the terminal and as Markdown."""
+"""Rank leaderboard entries (scoring-split NLL, paired significance) in the terminal and as Markdown.
+
+The default leaderboard is synthetic-small: the smallest scale at which rank
+differences can be resolved (at tiny, 400 training images, optimizers end
+within the seed-to-seed spread; at small, EM vs SGD after 5 epochs differ by
+0.17 nats per image, resolved on the 1,000 scoring images, p = 3e-5, not on
+the paper's 100 test images, p = 0.18).  synthetic-tiny is for tests and CI.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+
+DEFAULT_LABEL = "synthetic-small"     # the minimum scale at which ranks are meaningful (module docstring)
+UNRESOLVED = {"synthetic-tiny": "tiny is for tests and CI: rank differences are not resolvable at this scale"}
 
 
 def add_args(p) -> None:
@@ -18,9 +28,10 @@ def main(args) -> int:
     if args.build:
         ensure_builtin_entries("synthetic", args.build, args.results)
     root = Path(args.results) / "leaderboard"
-    labels = [args.problem] if args.problem else sorted(p.name for p in root.glob("*") if p.is_dir())
+    labels = [args.problem] if args.problem else sorted((p.name for p in root.glob("*") if p.is_dir()),
+                                                         key=lambda name: (name != DEFAULT_LABEL, name))
     if not labels:
-        print(f"no leaderboard entries under {root}; run `cryoopt submit ...` or `cryoopt leaderboard --build tiny`")
+        print(f"no leaderboard entries under {root}; run `cryoopt submit ...` or `cryoopt leaderboard --build small`")
         return 1
     for label in labels:
         if not any(p.stem in {"sgd"} for p in (root / label).glob("*.json")):
@@ -31,7 +42,7 @@ def main(args) -> int:
                 except SecretSeedMissing as exc:       # rank what is there; say why built-ins are missing
                     print(f"built-in entries not computed: {exc}")
     text = "\n".join(to_markdown(rank(args.results, label), label) + _unranked(args.results, label)
-                     for label in labels)
+                     + (f"\n_{UNRESOLVED[label]}._\n" if label in UNRESOLVED else "") for label in labels)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
