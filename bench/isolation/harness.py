@@ -204,8 +204,9 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     ctl_server.close()
     opt_server.close()
     # The server loads its half of the problem while the harness loads its own.
+    from problems.data.cache import cache_dir
     send(ctl, {k: spec[k] for k in ("problem", "scale", "data_seed", "seed")} | {
-        "extra": spec.get("extra", {}), "validation": spec.get("validation")})
+        "extra": spec.get("extra", {}), "validation": spec.get("validation"), "cache": str(cache_dir())})
     problem = _load(spec)
     budget = parse_budget(spec["budget"], problem.n_train)
     label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"

@@ -194,6 +194,8 @@ def main(argv: list[str]) -> int:
 def serve(control: socket.socket, opt: socket.socket) -> int:
     """Serve one run on these two connections (see the module docstring)."""
     spec, _ = recv(control, 0)              # the data half: problem, instance seed, split, run seed
+    if spec.get("cache"):                   # the harness's cache (a forked server has the forkserver's env)
+        os.environ["CRYOOPT_CACHE"] = spec["cache"]
     from problems import load_problem
     problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
                            **spec.get("extra", {}))
