@@ -10,7 +10,8 @@
   same batch order for all.
 * The base learning rate (HF: the damping, which the paper tuned by hand) is
   tuned per method "by examining performance on a subset of the training
-  examples": ``TUNE_FACTORS`` x the default on the validation problem (100
+  examples": ``TUNE_FACTORS`` x the default (extended by factors of 2, up
+  to ``MAX_EXTENSIONS`` times, while the best is at an edge of the grid) on the validation problem (100
   training images held out, never the test images; :meth:`Problem.validation_split`),
   each trial one pass over the first ``tuning_budget`` images of the fixed
   order -- 10,000 images at paper scale (a fifth of the training set), at
@@ -40,6 +41,7 @@ TUNE_IMAGES = 10_000
 VALIDATION_IMAGES = 100
 SEED = 0
 MIN_TUNING_ITERATIONS = 5
+MAX_EXTENSIONS = 3
 TUNED = {"hessian-free": "damping"}          # everything else: "lr"
 
 
@@ -80,20 +82,29 @@ def tune(problem: str, scale: str, optimizer: str, n_train: int, results_dir: st
         return {"optimizer": optimizer, "parameter": None, "trials": [], "hyper": {}, "cost_evals": 0.0,
                 "cost_epochs": 0.0, "seconds": 0.0}
     default = getattr(get_optimizer(optimizer), param)
-    values = [float(default * f) for f in TUNE_FACTORS]
-    specs = [RunSpec(problem=problem, scale=scale, optimizer=optimizer, budget=tuning_budget(n_train, optimizer),
-                     hyper={param: v}, seed=SEED, results_dir=results_dir, validation=VALIDATION_IMAGES,
-                     compare_truth=False) for v in values]
-    results = run_specs(specs, n_jobs=n_jobs, progress=progress)
-    trials, cost = [], 0.0
-    for spec, res in zip(specs, _in_order(specs, results)):
-        meta = RunMeta.read(res.meta_path) if res.meta_path is not None else None
-        score = math.inf
-        if meta is not None:
-            cost += meta.evals
-            if meta.status == "finished" and meta.final_test_nll is not None and np.isfinite(meta.final_test_nll):
-                score = float(meta.final_test_nll)
-        trials.append((spec.hyper[param], score))
+
+    def run_trials(values: list[float]) -> list[tuple[float, float, float]]:
+        specs = [RunSpec(problem=problem, scale=scale, optimizer=optimizer, hyper={param: v}, seed=SEED,
+                         budget=tuning_budget(n_train, optimizer), results_dir=results_dir,
+                         validation=VALIDATION_IMAGES, compare_truth=False) for v in values]
+        out = []
+        for spec, res in zip(specs, _in_order(specs, run_specs(specs, n_jobs=n_jobs, progress=progress))):
+            meta = RunMeta.read(res.meta_path) if res.meta_path is not None else None
+            ok = meta is not None and meta.status == "finished" and meta.final_test_nll is not None \
+                and np.isfinite(meta.final_test_nll)
+            out.append((spec.hyper[param], float(meta.final_test_nll) if ok else math.inf,
+                        meta.evals if meta is not None else 0.0))
+        return out
+
+    trials = run_trials([float(default * f) for f in TUNE_FACTORS])
+    for _ in range(MAX_EXTENSIONS):      # the best at an edge of the grid: one more factor of 2 beyond it
+        ordered = sorted(trials)
+        best = min(trials, key=lambda t: t[1])
+        if not np.isfinite(best[1]) or best not in (ordered[0], ordered[-1]):
+            break
+        trials += run_trials([best[0] * (2.0 if best is ordered[-1] else 0.5)])
+    cost = sum(t[2] for t in trials)
+    trials = sorted((v, s) for v, s, _ in trials)
     best_value, best_score = min(trials, key=lambda t: t[1])
     hyper = {param: best_value} if np.isfinite(best_score) else {}
     return {"optimizer": optimizer, "parameter": param, "trials": trials, "hyper": hyper, "cost_evals": cost,
