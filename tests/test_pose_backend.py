@@ -29,6 +29,9 @@ def test_array_module_backend_matches_cpu_path(rng, dtype, tol):
     np.testing.assert_allclose(f_dev, f_cpu, rtol=tol)
     np.testing.assert_allclose(dev.nll(x, terms), f_cpu, rtol=tol)
     assert np.linalg.norm(g_dev - g_cpu) <= tol * np.linalg.norm(g_cpu)
+    v = np.random.default_rng(5).standard_normal(x.shape).astype(dtype)
+    h_cpu, h_dev = cpu.hvp(x, v, terms), dev.hvp(x, v, terms)
+    assert np.linalg.norm(h_dev - h_cpu) <= 5 * tol * np.linalg.norm(h_cpu)
 
 
 def test_array_module_backend_gradient_is_the_derivative(rng):

@@ -106,8 +106,9 @@ class MarginalLikelihood:
     device : str
         ``"cpu"`` (default) or an array-module backend of
         :mod:`.pose_backend` (``"cuda"`` via CuPy; ``"numpy"`` runs that
-        backend's code on the CPU) for the pose phases of ``nll`` and
-        ``nll_and_grad``; the volume phases always run here.
+        backend's code on the CPU) for the pose phases of ``nll``,
+        ``nll_and_grad`` and ``hvp``; the volume phases and the E-step always
+        run here.
     """
 
     def __init__(self, box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
@@ -319,6 +320,8 @@ class MarginalLikelihood:
         """
         s = self.slices(x)
         w = self.slices(v)
+        if self._backend is not None:
+            return self.slices_adjoint(self._backend.hvp_slices(s, w, terms))
         e_sum, e_diff, e_q, _, inv_total = self._exp_logits(s, terms, combine=True)
         du, dv, dq = self._row_products(terms, *self._slice_rows(s, w, 2 * self.scale, -2 * self.scale, "d"), "d")
         if terms.xrq is not None:

@@ -22,7 +22,8 @@ and the slice gradient ``(Z_q S - Z_a) / (sigma^2 B)`` with
 ``Re Z_a = P_sum^T Re X``, ``Im Z_a = P_diff^T Im X``,
 ``Z_q = (sum_s P_sum)^T X_q``.
 
-The backend is never required: nothing imports CuPy unless
+``nll``, ``nll_and_grad`` and ``hvp`` use it; the E-step sums stay on the
+CPU path.  The backend is never required: nothing imports CuPy unless
 ``device="cuda"`` is asked for.
 """
 from __future__ import annotations
@@ -125,3 +126,29 @@ class ArrayModulePoses:
         g = (zq.T * sd - (zr.T + 1j * zi.T)) / self.dtype.type(self.sigma2 * terms.size)
         nll = terms.norm2 * float(self.kappa) - to_host(lse)
         return nll, np.ascontiguousarray(to_host(g), dtype=sd.dtype)
+
+    def hvp_slices(self, s: np.ndarray, w: np.ndarray, terms) -> np.ndarray:
+        """Slice-space Hessian-vector product for slices ``s`` and direction slices ``w``.
+
+        As :meth:`MarginalLikelihood.hvp`: logit derivatives ``dU + dQ +- dV``,
+        ``dp = p (dL - sum p dL)`` per pair, then
+        ``(Z_q W + dZ_q S - dZ_a) / (sigma^2 B)``.
+        """
+        xp = self.xp
+        ep, em, inv_total, _, sd, (xr, xi, xq) = self._posterior(s, terms)
+        wd = xp.asarray(w)
+        n_base, k2 = sd.shape[0], 2 * self.kappa
+        du = (xr @ (k2 * wd.real).T).reshape(ep.shape)
+        dv = (xi @ (k2 * wd.imag).T).reshape(ep.shape)
+        dq = (xq @ (-k2 * (sd.real * wd.real + sd.imag * wd.imag)).T).reshape(1, *ep.shape[1:])
+        inv = inv_total.astype(self.dtype)[:, None]
+        p_sum, p_diff = (ep + em) * inv, (ep - em) * inv
+        a = du + dq
+        a -= (p_sum * a + p_diff * dv).sum(axis=(0, 1, 3), dtype=np.float64).astype(self.dtype)[:, None]
+        dp_sum, dp_diff = p_sum * a + p_diff * dv, p_diff * a + p_sum * dv
+        zq = xq.T @ p_sum.sum(axis=0).reshape(-1, n_base)
+        dzr = xr.T @ dp_sum.reshape(-1, n_base)
+        dzi = xi.T @ dp_diff.reshape(-1, n_base)
+        dzq = xq.T @ dp_sum.sum(axis=0).reshape(-1, n_base)
+        h = (zq.T * wd + dzq.T * sd - (dzr.T + 1j * dzi.T)) / self.dtype.type(self.sigma2 * terms.size)
+        return np.ascontiguousarray(to_host(h), dtype=sd.dtype)
