@@ -40,7 +40,8 @@ def _cell(coords, j, t, offset, k):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _gather(cube, offset, coords, out):
+def _gather(cube, offset, coords, rows, out):
+    """``out[rows[j], t]`` = trilinear value of ``cube`` at ``coords[j, t] + offset``."""
     n_pose, n_coef = coords.shape[0], coords.shape[1]
     k = cube.shape[0]
     kk = k * k
@@ -54,11 +55,13 @@ def _gather(cube, offset, coords, out):
             a1 = gx * flat[c + k] + fx * flat[c + k + 1]
             a2 = gx * flat[c + kk] + fx * flat[c + kk + 1]
             a3 = gx * flat[c + kk + k] + fx * flat[c + kk + k + 1]
-            out[j, t] = gz * (gy * a0 + fy * a1) + fz * (gy * a2 + fy * a3)
+            out[rows[j], t] = gz * (gy * a0 + fy * a1) + fz * (gy * a2 + fy * a3)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _scatter(values, offset, coords, partial):
+def _scatter(values, offset, coords, rows, partial):
+    """Adjoint of :func:`_gather`: ``values[rows[j], t]`` spread with the trilinear
+    weights into one private cube per chunk of poses (``partial``)."""
     n_chunk = partial.shape[0]
     n_pose, n_coef = coords.shape[0], coords.shape[1]
     k = partial.shape[1]
@@ -68,7 +71,7 @@ def _scatter(values, offset, coords, partial):
         acc = partial[ch].reshape(-1)
         for j in range(ch * n_pose // n_chunk, (ch + 1) * n_pose // n_chunk):
             for t in range(n_coef):
-                v = values[j, t]
+                v = values[rows[j], t]
                 c, fx, fy, fz = _cell(coords, j, t, offset, k)
                 gx, gy, gz = one - fx, one - fy, one - fz
                 v0, v1 = gz * v, fz * v
@@ -183,33 +186,34 @@ class Slicer:
             self.perm, self.conj = np.zeros((0, coords.shape[1]), np.int64), np.zeros((0, coords.shape[1]), bool)
         self._primary_coords = np.ascontiguousarray(coords[self.primary])
         self._all_primary = self.derived.size == 0 and np.array_equal(self.primary, np.arange(n))
+        self._fold: np.ndarray | None = None          # work array of the adjoint (not thread-safe)
 
     @property
     def n_interpolated(self) -> int:
         return int(self.primary.size)
 
     def forward(self, cube: np.ndarray) -> np.ndarray:
+        """Slices (n_pose, T): primary rows interpolated in place, the others copied."""
         offset = self.coords.dtype.type(self.m_max)
-        if self._all_primary:
-            out = np.empty(self.coords.shape[:2], dtype=cube.dtype)
-            _gather(cube, offset, self.coords, out)
-            return out
-        part = np.empty(self._primary_coords.shape[:2], dtype=cube.dtype)
-        _gather(cube, offset, self._primary_coords, part)
         out = np.empty(self.coords.shape[:2], dtype=cube.dtype)
-        out[self.primary] = part
-        _copy_derived(out, self.derived, self.parent, self.perm, self.conj)
+        _gather(cube, offset, self._primary_coords, self.primary, out)
+        if not self._all_primary:
+            _copy_derived(out, self.derived, self.parent, self.perm, self.conj)
         return out
 
     def adjoint(self, values: np.ndarray) -> np.ndarray:
+        """``T^T values``, a (K, K, K) cube (``values`` is not modified)."""
         k = 2 * self.m_max + 1
         if not self._all_primary:
-            values = values.copy()
+            # fold into a reused copy: a fresh MB-sized one costs page faults every step
+            if self._fold is None or self._fold.shape != values.shape or self._fold.dtype != values.dtype:
+                self._fold = np.empty_like(values)
+            np.copyto(self._fold, values)
+            values = self._fold
             _fold_derived(values, self.derived, self.parent, self.perm, self.conj)
-            values = np.ascontiguousarray(values[self.primary])
-        n_chunk = max(1, min(numba.get_num_threads(), values.shape[0]))
+        n_chunk = max(1, min(numba.get_num_threads(), self.primary.size))
         partial = np.zeros((n_chunk, k, k, k), dtype=values.dtype)
-        _scatter(values, self.coords.dtype.type(self.m_max), self._primary_coords, partial)
+        _scatter(values, self.coords.dtype.type(self.m_max), self._primary_coords, self.primary, partial)
         return partial.sum(axis=0)
 
 
@@ -218,5 +222,5 @@ def gather_points(cube: np.ndarray, offset: float, coords: np.ndarray) -> np.nda
     if coords.min() + offset < 0 or coords.max() + offset >= cube.shape[0] - 1:
         raise ValueError("gather_points: coordinates outside the cube")
     out = np.empty(coords.shape[:2], dtype=cube.dtype)
-    _gather(cube, coords.dtype.type(offset), np.ascontiguousarray(coords), out)
+    _gather(cube, coords.dtype.type(offset), np.ascontiguousarray(coords), np.arange(coords.shape[0]), out)
     return out
