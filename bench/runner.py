@@ -93,13 +93,17 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     fsc_results: dict[str, dict] = {}
 
     train_objectives: dict[str, float] = {}
+    # A tuning trial (validation split) is judged by its validation NLL alone: the full training objective
+    # and the reference scores (half an epoch of work per snapshot at paper scale) are for scored runs.
+    scored = "validation_of" not in problem.metadata
 
     def snapshot(x_now: np.ndarray, tag: str) -> None:
         path = meta_path.with_name(f"{key}.{tag}.mrc")
         pixel = problem.metadata.get("pixel_size_angstrom", 1.0)
         write_mrc(path, x_now, pixel)
         snapshots[tag] = path.name
-        train_objectives[tag] = full_objective(problem, x_now)     # harness-only, uncharged
+        if scored:
+            train_objectives[tag] = full_objective(problem, x_now)     # harness-only, uncharged
         if compare_truth and problem.ground_truth is not None:
             cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max)
             fsc_results[tag] = {k: v for k, v in cmp.items() if k != "aligned"}
@@ -168,7 +172,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     if np.isfinite(x).all():
         snapshot(x, "final")
     final = rows[-1]["test_nll"]
-    scores = run_scores(problem, results_dir, x, final, train_objectives, f"{opt.name}/{key}")
+    scores = run_scores(problem, results_dir, x, final, train_objectives, f"{opt.name}/{key}") if scored else {}
     reference = None
     if problem.ground_truth is not None:
         reference = problem.test_nll(problem.ground_truth)

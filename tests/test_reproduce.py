@@ -101,3 +101,13 @@ def test_relion_entry_tiny_end_to_end(tiny, tmp_path):
     assert out["map"].shape == tiny.shape and np.isfinite(out["test_nll"])
     assert out["test_nll"] < start                 # EM from the same start improves the held-out NLL
     assert out["test_nll"] <= out["test_nll_unscaled"] + 1e-9 or abs(out["scale"] - 1) < 1e-2
+
+
+def test_tuning_trials_skip_the_full_training_objective(tiny, tmp_path):
+    """A validation-split run (a tuning trial) is judged by its validation NLL only: no full-objective passes."""
+    from bench.runner import run
+    res = run(tiny.validation_split(100), "sgd", budget=200, results_dir=tmp_path, progress=False,
+              compare_truth=False)
+    meta = json.loads(res.meta_path.read_text())
+    assert meta["status"] == "finished" and np.isfinite(meta["final_test_nll"])
+    assert "train_objective" not in meta and "optimality" not in meta
