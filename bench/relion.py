@@ -100,7 +100,8 @@ def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: P
                seed: int = 0, iterations: int = 5, threads: int = 2, timeout: float | None = None) -> dict:
     """Run RELION on a random subset of the training images and return its map and scores.
 
-    ``test_indices``: the stack's held-out rows (:func:`dataset_files`), never given to RELION.
+    ``test_indices``: the stack's held-out rows (:func:`dataset_files`: test and scoring images),
+    never given to RELION.
 
     Returns a dict with ``map`` (the scaled output density), ``scale``,
     ``test_nll``, ``test_nll_unscaled``, ``n_particles``, ``seconds``,
@@ -111,7 +112,11 @@ def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: P
         raise RuntimeError("relion_refine not found: install RELION 3.1 (Debian/Ubuntu: apt-get install relion)")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    train = np.setdiff1d(np.arange(problem.n_train + len(test_indices)), test_indices)
+    n_rows = len(starfile.read(Path(dataset_dir) / "particles.star", always_dict=True)["particles"])
+    train = np.setdiff1d(np.arange(n_rows), test_indices)
+    if len(train) != problem.n_train:
+        raise ValueError(f"{dataset_dir}: {n_rows} images minus {len(test_indices)} held out is {len(train)}, "
+                         f"but the problem trains on {problem.n_train}")
     n = len(train) if n_particles is None else min(int(n_particles), len(train))
     chosen = np.random.default_rng([seed, 0x2E110]).choice(train, n, replace=False) if n < len(train) else train
     star = subset_star(dataset_dir, chosen, work_dir / "subset.star")
@@ -141,14 +146,16 @@ def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: P
 
 
 def dataset_files(name: str, scale: str, seed: int = 0) -> tuple[Path, np.ndarray]:
-    """The cache folder of a simulated problem's STAR/MRCS stack and its held-out row numbers."""
+    """The cache folder of a simulated problem's STAR/MRCS stack and its held-out row numbers
+    (test images and, where the problem has one, the harness's scoring split): never given to RELION."""
     from problems.catalog.realistic import realistic_spec
     from problems.catalog.synthetic import synthetic_spec
     from problems.data.cache import dataset_dir
     from problems.data.preprocess import split_indices
     if name == "synthetic":
         directory = dataset_dir(synthetic_spec(scale), seed)
-        return directory, np.load(directory / "test_indices.npy")
+        held = [np.load(directory / f) for f in ("test_indices.npy", "score_indices.npy") if (directory / f).exists()]
+        return directory, np.unique(np.concatenate(held))
     if name == "realistic":
         spec = realistic_spec(scale)
         return dataset_dir(spec, seed), split_indices(spec.n_images, spec.n_test, seed)

@@ -30,6 +30,7 @@ def test_healpix_order_matches_the_quadrature_step():
 
 def test_subset_star_holds_only_training_rows_without_poses(tiny, tmp_path):
     directory, test = relion.dataset_files("synthetic", "tiny", 0)
+    assert len(test) == tiny.metadata["n_test"] + tiny.metadata.get("n_score", 0)   # every held-out image
     train = np.setdiff1d(np.arange(tiny.n_train + len(test)), test)
     chosen = train[::7]
     out = relion.subset_star(directory, chosen, tmp_path / "sub.star")

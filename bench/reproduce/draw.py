@@ -67,9 +67,11 @@ def fig6(rows, metas, label: str, results_dir: str, out: Path, relion: dict | No
     names = {"projection-matching": "projection matching, 5 it.", "em": "EM, 5 it.", "sgd": "SGD, 1 epoch"}
     finals = {names.get(n, n): panels[n]["final"] for n in ("projection-matching", "em", "sgd")
               if "final" in panels.get(n, {})}
-    summary = final_table(rows, metas).merge(fsc_table(metas), on="optimizer", how="left")
+    fsc = fsc_table(metas)
+    summary = final_table(rows, metas).merge(fsc.drop(columns=[c for c in ("evals", "seed") if c in fsc]),
+                                             on="optimizer", how="left")
     if relion is not None:
-        tag = f"RELION 3.1, 5 it. ({relion['n_particles']:,} of {relion['n_train']:,} images)"
+        tag = f"RELION 3.1, 5 it.\n({relion['n_particles']:,} of {relion['n_train']:,} images)"
         fsc = relion.get("fsc") or {}
         if "rotation" in fsc:
             vol = apply_alignment(relion["map"], fsc["rotation"], fsc["mirrored"], fsc["shift"])
