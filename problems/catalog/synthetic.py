@@ -10,6 +10,10 @@ trilinear model; the ground truth is the mixture sampled on the grid
 (non-negative).  ``p.metadata["truth"]`` holds the measured in-band SNR, the
 objective's model mismatch and the prior against the NLL at the truth
 (:mod:`problems.catalog.truth`).
+
+Version 3: the phantom's random parts (core tilt, lobe centres and
+amplitudes) are drawn from the seed's ``"phantom"`` stream, so every seed --
+including a leaderboard's secret one -- has its own ground truth.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from ..problem import Problem
 from .specs import BoxInAngstrom
 from .truth import truth_diagnostics
 
-SYNTHETIC_VERSION = 2                 # 2: exact Gaussian-mixture images (issue 14)
+SYNTHETIC_VERSION = 3                 # 2: exact Gaussian-mixture images (issue 14); 3: phantom drawn from the seed (issue 13)
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,12 @@ def synthetic_spec(scale: str, **overrides) -> SyntheticSpec:
 
 def generate_synthetic(spec: SyntheticSpec, seed: int, directory: Path, progress: bool = True) -> None:
     """Simulate the dataset of ``spec`` into ``directory`` (deterministic from ``seed``)."""
-    rng = seeded_streams(("poses", "ctf", "noise", "split"), seed, spec.version, spec.box_size)
+    rng = seeded_streams(("poses", "ctf", "noise", "split", "phantom"), seed, spec.version, spec.box_size)
     n = spec.n_images
     rotations = Rotation.random(n, random_state=rng["poses"]).as_matrix()     # uniform on SO(3)
     shifts = random_shifts(rng["poses"], n, spec.shift_sigma, spec.shift_extent)     # zeros by default
     phys = random_ctf(spec, rng["ctf"], n)
-    simulate_stack(directory, synthetic_mixture(spec.box_size), rotations, shifts, phys, spec, rng["noise"],
+    simulate_stack(directory, synthetic_mixture(spec.box_size, rng["phantom"]), rotations, shifts, phys, spec, rng["noise"],
                    progress)
     split = rng["split"].permutation(n)
     np.save(directory / "test_indices.npy", np.sort(split[:spec.n_test]))
