@@ -121,6 +121,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
             # the curvature scale is measured on an unbudgeted oracle: not charged, same for every optimizer
             info = OptimizerInfo(oracle.n_train, oracle.shape, budget_evals,
                                  curvature if curvature is not None else estimate_curvature(problem, x))
+            curvature = info.curvature          # recorded: the scale the relative step sizes used
             state = opt.init(x.copy(), info, rng)
             while True:
                 before = oracle.evals
@@ -188,7 +189,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         reference_test_nll=reference, pixel_size_angstrom=problem.metadata.get("pixel_size_angstrom"),
         band_radius=problem.band.r_max, n_train=problem.n_train,
         optimizer_seconds=opt_time, snapshots=snapshots, fsc=fsc_results,
-        calls=ledger.calls, extra={**environment(), **scores},
+        calls=ledger.calls, extra={**environment(), **scores, "curvature": curvature},
     )
     for row in rows:
         row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)

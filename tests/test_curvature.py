@@ -73,3 +73,11 @@ def test_tuning_runs_get_the_scored_problems_start_and_curvature(tiny, monkeypat
     assert seen["problem"].n_train == tiny.n_train - 100                 # it trains on the validation split
     np.testing.assert_array_equal(seen["x0"], x0)
     assert seen["curvature"] == estimate_curvature(tiny, x0)
+
+
+def test_run_record_carries_the_curvature_scale(tiny, tmp_path):
+    import json
+    from bench.runner import run
+    res = run(tiny, "sgd", budget=100, results_dir=tmp_path, progress=False, compare_truth=False)
+    meta = json.loads(res.meta_path.read_text())
+    assert meta["curvature"] == estimate_curvature(tiny, tiny.initial_density(0))
