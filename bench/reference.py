@@ -44,6 +44,8 @@ from problems import BudgetExhausted, Problem, problem_label
 from problems.data.cache import cache_dir
 from problems.data.io import atomic_write_text
 
+from .curvature import estimate_curvature
+
 # a run "beats" the reference only by more than float32 round-off of f (relative)
 BEAT_TOLERANCE = 1e-6
 
@@ -113,7 +115,9 @@ def _sgd_stage(problem: Problem, work: Path, epochs: float, progress: bool) -> n
     oracle = problem.oracle(budget=epochs * problem.n_train)
     rng = np.random.default_rng([0, 0xC0FFEE])
     x = problem.initial_density(0)
-    state = opt.init(x.copy(), OptimizerInfo(oracle.n_train, oracle.shape, oracle.budget), rng)
+    # the built-in step sizes are relative to the harness's curvature scale: measure it as the runner does
+    info = OptimizerInfo(oracle.n_train, oracle.shape, oracle.budget, estimate_curvature(problem, x))
+    state = opt.init(x.copy(), info, rng)
     t0 = time.perf_counter()
     while True:
         try:
@@ -179,7 +183,7 @@ def compute_reference(problem: Problem, results_dir: str | Path = "results", sgd
     for start in starts:
         if start == "init":
             x0 = _sgd_stage(problem, work, sgd_epochs, progress)
-            how = f"SGD {sgd_epochs:g} epochs (lr 1, decay 1e-2, batch 100) from the seed-0 initial density"
+            how = f"SGD {sgd_epochs:g} epochs (defaults: lr 2 / L, decay 1e-2, batch 100) from the seed-0 initial density"
         elif start == "truth":
             if problem.ground_truth is None:
                 continue
