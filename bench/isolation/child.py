@@ -75,7 +75,8 @@ def run(sock: socket.socket, header: dict, x0: np.ndarray) -> None:
     x = x0.astype(np.float32)
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            state = opt.init(x.copy(), OptimizerInfo(client.n_train, client.shape, client.budget), rng)
+            info = OptimizerInfo(client.n_train, client.shape, client.budget, header.get("curvature"))
+            state = opt.init(x.copy(), info, rng)
             while True:
                 try:
                     x, state = opt.step(x, state, client, rng)

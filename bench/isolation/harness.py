@@ -26,6 +26,7 @@ import numpy as np
 
 from problems.data.io import write_mrc
 
+from ..curvature import estimate_curvature
 from ..metrics import compare_to_truth
 from ..reference import full_objective, run_scores
 from ..records import environment, record_paths, run_key, write_record
@@ -224,8 +225,11 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         started = time.monotonic() + 300          # loading time is not the optimizer's: the clock
         timed_out = False                          # starts at the server's first report (below)
         try:
+            # the curvature scale of OptimizerInfo, measured as the in-process runner does (bench.curvature)
+            curvature = estimate_curvature(problem, problem.initial_density(spec["seed"]))
             send(ctl, {"budget": budget, "checkpoints": schedule, "shm": True, "child": {
-                "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"]}})
+                "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"],
+                "curvature": curvature}})
             send_shared_buffers(ctl, problem.shape)
             while True:
                 left = timeout - (time.monotonic() - started)
