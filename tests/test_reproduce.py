@@ -21,6 +21,18 @@ def test_tuning_budget_is_a_subset_at_paper_scale_and_two_epochs_at_most():
     assert protocol.tuned_parameter("em") is None            # no step size to tune
 
 
+def test_tuning_keeps_a_margin_from_the_stability_edge():
+    inf = float("inf")
+    # small-scale SGD (measured): 16 best, 32 diverged -> 8, since scored runs are up to 50x longer
+    trials = [(1, 54.07), (2, 53.66), (4, 53.38), (8, 52.53), (16, 51.72), (32, inf)]
+    assert protocol._with_margin(trials, 16, 51.72, True) == (8, True)
+    # a finite blow-up counts as unstable too (synthetic tiny: lr 4 reached NLL 2.7e5)
+    assert protocol._with_margin([(1, 16.3), (2, 16.21), (4, 2.7e5)], 2, 16.21, True) == (1, True)
+    # a stable bolder neighbour: the best stands; damping is bolder when smaller
+    assert protocol._with_margin([(1, 17.0), (2, 16.5), (4, 16.6)], 2, 16.5, True) == (2, False)
+    assert protocol._with_margin([(0.1, inf), (0.2, 16.2), (0.4, 16.3)], 0.2, 16.2, False) == (0.4, True)
+
+
 def test_healpix_order_matches_the_quadrature_step():
     # our quadrature's angular step is about 1/r_max rad; RELION's HEALPix step is 60 / 2^h degrees
     for r_max in (3.0, 5.12, 6.4, 10.24):
