@@ -213,9 +213,9 @@ def _isosurface(ax, volume: np.ndarray, size: int, fraction: float, color: str) 
     mesh = Poly3DCollection(verts[faces], facecolors=np.clip(shade[:, None] * rgb, 0, 1), edgecolor="none")
     mesh.set_rasterized(True)                           # thousands of polygons: keep the PDF small
     ax.add_collection3d(mesh)
-    centre, half = (verts.max(0) + verts.min(0)) / 2, (verts.max(0) - verts.min(0)).max() / 2 + 1
-    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
-        setter(c - half, c + half)
+    half = 0.35 * size                                  # the same frame for every map: sizes compare
+    for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+        setter(size / 2 - half, size / 2 + half)
     ax.view_init(elev=np.degrees(elev), azim=np.degrees(azim))
     ax.set_box_aspect((1, 1, 1))
 
