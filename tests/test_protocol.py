@@ -107,7 +107,7 @@ def test_protocol_entry_and_ranking(tiny, tmp_path):
         assert "synthetic-validation-tiny" in trial_dirs        # tuning never saw the test images
     table = rank(results, "synthetic-tiny")
     assert list(table.columns[:3]) == ["optimizer", "submitted", "test_nll"]
-    assert table["test_nll"].is_monotonic_increasing
+    assert table["rank_nll"].is_monotonic_increasing           # ranked by the scoring split when there is one
     assert all(table.ci_low <= table.test_nll) and all(table.test_nll <= table.ci_high)
     assert "| 1 |" in to_markdown(table, "synthetic-tiny")
 
