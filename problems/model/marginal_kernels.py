@@ -40,7 +40,11 @@ def exp_pairs_fast(u, v, q, add_q, log_weights, scale, combine, lse, inv_total):
     ``exp`` is ``2^n * p(f)`` with the degree-6 polynomial of :func:`_exp2_poly`
     (relative error about 2e-7, the size of float32 rounding) and ``2^n``
     built from its exponent bits; unlike libm's ``exp`` the loop vectorises.
-    Values below ``2^-126`` flush to ``2^-126 * p``.
+    Posteriors below ``2^-64`` of the image's largest are set to zero: their
+    total is below ``M 2^-64`` (about 1e-15 relative at M = 23,600, far
+    under float32 rounding), and it keeps denormals out of everything
+    downstream -- the differences ``e_+ - e_-``, the gradient's products and
+    the adjoint slicing ran 4-20x slower on denormals at paper scale.
 
     On return ``u, v`` hold ``(e_+ + e_-, e_+ - e_-)`` when ``combine`` (what
     the gradient's products need) and ``(e_+, e_-)`` otherwise, with
@@ -54,7 +58,7 @@ def exp_pairs_fast(u, v, q, add_q, log_weights, scale, combine, lse, inv_total):
     """
     n_row, n_img, n_pose = u.shape
     log2e = np.float32(1.4426950408889634)
-    lo = np.float32(-126.0)
+    lo = np.float32(-64.0)
     for b in numba.prange(n_img):
         top = np.float32(-np.inf)
         for r in range(n_row):
@@ -74,10 +78,12 @@ def exp_pairs_fast(u, v, q, add_q, log_weights, scale, combine, lse, inv_total):
             for m in range(n_pose):
                 a = (ur[m] + qr[m]) * scale
                 c = vr[m] * scale
-                pp, np_ = _exp2_poly(max((a + c + wp[m] - top) * log2e, lo))
-                pm, nm = _exp2_poly(max((a - c + wm[m] - top) * log2e, lo))
-                ur[m] = pp
-                vr[m] = pm
+                tp = (a + c + wp[m] - top) * log2e
+                tm = (a - c + wm[m] - top) * log2e
+                pp, np_ = _exp2_poly(max(tp, lo))
+                pm, nm = _exp2_poly(max(tm, lo))
+                ur[m] = pp if tp > lo else np.float32(0.0)
+                vr[m] = pm if tm > lo else np.float32(0.0)
                 bits_p[m] = (np.int32(np_) + np.int32(127)) * np.int32(8388608)
                 bits_m[m] = (np.int32(nm) + np.int32(127)) * np.int32(8388608)
             pow_p = bits_p.view(np.float32)
