@@ -12,7 +12,6 @@ reference to the problem or to the held-out images.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
@@ -21,19 +20,7 @@ from .model.known_pose import GaussianPrior, KnownPoseLikelihood, KnownPoseTerms
 from .model.marginal import MarginalLikelihood
 from .model.prior import DensityPrior
 from .protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
-                       NonFiniteInput, OracleInputError)
-
-
-@dataclass(frozen=True)
-class EStepStatistics:
-    """Per-slice posterior-weighted sums over ``count`` images (see ``expectation``)."""
-
-    za: np.ndarray
-    zq: np.ndarray
-    count: int
-
-    def __add__(self, other: "EStepStatistics") -> "EStepStatistics":
-        return EStepStatistics(self.za + other.za, self.zq + other.zq, self.count + other.count)
+                       EStepStatistics, NonFiniteInput, OracleInputError)
 
 
 class CountingOracle:

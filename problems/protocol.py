@@ -26,6 +26,19 @@ class OracleInputError(ValueError):
     """An oracle call got an argument it cannot use (the message names problem and argument)."""
 
 
+@dataclass(frozen=True)
+class EStepStatistics:
+    """Posterior-weighted sums over ``count`` images returned by ``expectation``
+    (they add up over batches and go back to ``m_step``)."""
+
+    za: np.ndarray
+    zq: np.ndarray
+    count: int
+
+    def __add__(self, other: "EStepStatistics") -> "EStepStatistics":
+        return EStepStatistics(self.za + other.za, self.zq + other.zq, self.count + other.count)
+
+
 @runtime_checkable
 class Oracle(Protocol):
     """Everything an optimizer may call (see :class:`problems.oracle.CountingOracle`).

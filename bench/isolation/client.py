@@ -15,28 +15,15 @@ from __future__ import annotations
 import mmap
 import socket
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
-from problems.protocol import BudgetExhausted, NonFiniteInput, OracleInputError
+from problems.protocol import BudgetExhausted, EStepStatistics, NonFiniteInput, OracleInputError
 
 from .wire import recv, send
 
 _ERRORS = {"BudgetExhausted": BudgetExhausted, "NonFiniteInput": NonFiniteInput,
            "OracleInputError": OracleInputError}
-
-
-@dataclass(frozen=True)
-class EStepStatistics:
-    """Posterior-weighted sums returned by ``expectation`` (addable, passed back to ``m_step``)."""
-
-    za: np.ndarray
-    zq: np.ndarray
-    count: int
-
-    def __add__(self, other: "EStepStatistics") -> "EStepStatistics":
-        return EStepStatistics(self.za + other.za, self.zq + other.zq, self.count + other.count)
 
 
 class OracleClient:

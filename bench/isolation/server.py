@@ -39,7 +39,7 @@ class _Session:
     """State of one served run (see module docstring)."""
 
     def __init__(self, oracle, checkpoints: list[float], control: socket.socket, opt: socket.socket):
-        from problems.oracle import EStepStatistics
+        from problems.protocol import EStepStatistics
         self.stats_type = EStepStatistics
         self.oracle, self.control, self.opt = oracle, control, opt
         self.checkpoints = sorted(float(c) for c in checkpoints)
