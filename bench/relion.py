@@ -110,7 +110,7 @@ def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: P
     """
     if not available():
         raise RuntimeError("relion_refine not found: install RELION 3.1 (Debian/Ubuntu: apt-get install relion)")
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()          # RELION runs with cwd=work_dir: relative paths would double
     work_dir.mkdir(parents=True, exist_ok=True)
     n_rows = len(starfile.read(Path(dataset_dir) / "particles.star", always_dict=True)["particles"])
     train = np.setdiff1d(np.arange(n_rows), test_indices)
