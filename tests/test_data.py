@@ -47,3 +47,35 @@ def test_noise_level_matches_sigma(tiny):
     k = np.fft.fftfreq(24) * 24
     high = np.hypot(*np.meshgrid(k, k)) > 11
     assert abs(spec[:, high].mean() - 1.0) < 0.05
+
+
+def test_concurrent_generation_of_one_dataset(tmp_path):
+    """Two processes generating the same dataset at once both end with the complete folder."""
+    import multiprocessing as mp
+
+    from problems.data.cache import ensure_dataset
+
+    target = tmp_path / "shared"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_generate_into, args=(target, i)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert (target / "manifest.json").exists() and (target / "data.bin").stat().st_size == 1 << 16
+    assert not list(tmp_path.glob("shared.partial*"))
+    assert ensure_dataset(target, lambda tmp: 1 / 0) == target          # complete: never regenerated
+
+
+def _generate_into(target, i):
+    import time
+
+    from problems.data.cache import ensure_dataset
+
+    def generate(tmp):
+        (tmp / "data.bin").write_bytes(bytes(1 << 16))
+        time.sleep(0.3)                    # both processes are inside generate at the same time
+        return {"writer": i}
+
+    ensure_dataset(target, generate)

@@ -54,20 +54,29 @@ def seeded_streams(names: tuple[str, ...], *entropy: int) -> dict[str, np.random
 def ensure_dataset(directory: Path, generate) -> Path:
     """``directory``, generated first by ``generate(tmp) -> manifest dict`` if it is incomplete.
 
-    Generation happens in a ``.partial`` sibling that is renamed into place
-    after its ``manifest.json`` (written last) exists, so an interrupted
-    generation is redone, never half-used.
+    Generation happens in a ``.partial-<pid>`` sibling private to this
+    process, renamed into place after its ``manifest.json`` (written last)
+    exists, so an interrupted generation is redone, never half-used, and two
+    processes that generate the same dataset at once (e.g. the harness and
+    the oracle server of an isolated run on an empty cache) do not clobber
+    each other: the first rename wins and the other copy is dropped.
     """
-    if not (directory / "manifest.json").exists():
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp = directory.with_name(directory.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        manifest = generate(tmp)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    if (directory / "manifest.json").exists():
+        return directory
+    tmp = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    manifest = generate(tmp)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    if directory.exists() and not (directory / "manifest.json").exists():
+        shutil.rmtree(directory, ignore_errors=True)      # an incomplete folder of an older layout
+    try:
         os.replace(tmp, directory)
+    except OSError:
+        if not (directory / "manifest.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)           # another process finished the same data first
     return directory
 
 
