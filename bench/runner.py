@@ -56,14 +56,14 @@ RunResult = RunSummary      # the name callers used before the summary type was 
 def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget: str | float = "1epoch",
         seed: int = 0, results_dir: str | Path = "results", progress: bool = True,
         x0: np.ndarray | None = None, force: bool = False, compare_truth: bool = True,
-        sandbox=None, curvature: float | None = None) -> RunSummary:
+        curvature: float | None = None) -> RunSummary:
     """Run one optimizer on one problem and write its record (or reuse an existing one).
 
     The optimizer sees a guarded facade of the oracle (:mod:`bench.guard`);
     after every step the oracle's counter is checked against the harness's
     ledger.  ``compare_truth`` aligns the density to the ground truth (when
     there is one) at each snapshot and records the FSC resolutions.
-    ``sandbox`` is a :class:`bench.guard.SandboxSwitch` turned on around steps.  ``curvature``: the
+    ``curvature``: the
     curvature scale handed to the optimizer (default: measured at ``x0`` by :mod:`bench.curvature`).
     """
     opt = get_optimizer(optimizer_spec, **(hyper or {}))
@@ -127,8 +127,6 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                 before = oracle.evals
                 t0 = time.perf_counter()
                 try:
-                    if sandbox is not None:
-                        sandbox.active = True
                     x, state = opt.step(x, state, facade, rng)
                 except BudgetExhausted as exc:
                     check_ledger(oracle, ledger, before)
@@ -138,9 +136,6 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                             f"({exc}); the problem has {oracle.n_train} training images: lower the "
                             f"batch size or raise the budget")
                     break
-                finally:
-                    if sandbox is not None:
-                        sandbox.active = False
                 check_ledger(oracle, ledger, before)
                 opt_time += time.perf_counter() - t0
                 bar.update(oracle.evals - before)
