@@ -57,7 +57,7 @@ class Reports:
     timeout = 300
 
     def setup_cache(self):
-        from bench.submit import run_protocol
+        from bench.isolation.submit import run_protocol
 
         from .common import use_cache
         use_cache()
@@ -69,5 +69,5 @@ class Reports:
         return results
 
     def time_leaderboard_markdown(self, results):
-        from bench.leaderboard import rank, to_markdown
+        from bench.score.leaderboard import rank, to_markdown
         to_markdown(rank(results, "synthetic-tiny"), "synthetic-tiny")

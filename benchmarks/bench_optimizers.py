@@ -38,7 +38,7 @@ class OptimizerQuality:
 
     def setup_cache(self):
         import tempfile
-        from bench.runner import run
+        from bench.run.runner import run
         prob = problem("tiny")
         out = {}
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,7 @@ class _Paper:
     """A counting oracle with the paper scale's likelihood and synthetic band data."""
 
     def __init__(self):
-        from bench.perf import random_target
+        from bench.experiments.perf import random_target
         target = random_target(128, 0.10, n_images=1000, label="paper-bench")
         self.oracle, self.x = target.oracle(), target.x
 
@@ -71,7 +71,7 @@ class OracleShifts:
     timeout = 600
 
     def setup(self, scale, shifts):
-        from bench.perf import random_target
+        from bench.experiments.perf import random_target
         box, extent = {"small": (64, 1.0), "paper": (128, 2.0)}[scale]
         target = random_target(box, 0.16, shift_extent=extent if shifts == "shifts" else 0.0, n_images=100)
         self.oracle, self.x = target.oracle(), target.x
@@ -90,7 +90,7 @@ class OracleDevice:
     timeout = 300
 
     def setup(self, device):
-        from bench.perf import random_target
+        from bench.experiments.perf import random_target
         target = random_target(64, 0.16, shift_extent=1.0, n_images=100, device=device)
         self.oracle, self.x = target.oracle(), target.x
         self.idx = np.arange(100)

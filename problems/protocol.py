@@ -87,7 +87,7 @@ class OptimizerInfo:
     ``curvature``: the harness's curvature scale ``L`` at the initial density
     -- the largest-magnitude eigenvalue of the minibatch objective's Hessian,
     measured by the harness the same way for every run and optimizer
-    (:func:`bench.curvature.estimate_curvature`, uncharged), or ``None`` when
+    (:func:`bench.score.curvature.estimate_curvature`, uncharged), or ``None`` when
     nobody measured it.  Built-in optimizers take their step sizes relative
     to it (``eta = lr / L``), so one default works at every box size and band.
     """

@@ -7,6 +7,9 @@
 - nothing in ``problems`` imports ``optimizers`` or ``bench``;
 - ``optimizers`` import only ``problems.protocol`` from ``problems``, never ``bench``;
 - only ``bench`` (and tests/benchmarks) import ``bench``;
+- inside ``bench`` the rooms form a stack (:data:`BENCH_ROOMS`, lowest first):
+  a room imports only itself and rooms below it; ``bench.cli`` may import any
+  room, and ``bench/`` holds nothing but the rooms and ``cli.py``;
 - no module is longer than 400 lines.
 """
 import ast
@@ -16,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("problems", "optimizers", "bench")
+BENCH_ROOMS = ("score", "run", "isolation", "report", "experiments", "commands")
 
 
 def _module_name(path: Path) -> str:
@@ -51,6 +55,19 @@ def _modules():
             yield path
 
 
+def _room(module: str) -> int | None:
+    """Position of ``module``'s room in :data:`BENCH_ROOMS` (None for ``bench`` itself and ``bench.cli``)."""
+    parts = module.split(".")
+    return BENCH_ROOMS.index(parts[1]) if len(parts) > 1 and parts[1] in BENCH_ROOMS else None
+
+
+def _room_may_import(module: str, imported: str) -> bool:
+    if module == "bench.cli":
+        return True
+    here, there = _room(module), _room(imported)
+    return here is not None and there is not None and there <= here
+
+
 def _violations(path: Path) -> list[str]:
     name = _module_name(path)
     bad = []
@@ -69,6 +86,8 @@ def _violations(path: Path) -> list[str]:
         elif name.startswith("optimizers") and (top == "bench" or (
                 top == "problems" and not imp.startswith("problems.protocol"))):
             bad.append(imp)
+        elif name.startswith("bench.") and top == "bench" and not _room_may_import(name, imp):
+            bad.append(imp)
     return sorted(bad)
 
 
@@ -85,11 +104,31 @@ def test_module_size(path):
 def test_the_rules_catch_a_violation():
     """The checker itself: a model module importing the oracle is flagged."""
     fake = ROOT / "problems" / "model" / "_layering_probe.py"
-    fake.write_text("from ..oracle import CountingOracle\nimport bench.runner\n")
+    fake.write_text("from ..oracle import CountingOracle\nimport bench.run.runner\n")
     try:
-        assert _violations(fake) == ["bench.runner", "problems.oracle", "problems.oracle.CountingOracle"]
+        assert _violations(fake) == ["bench.run.runner", "problems.oracle", "problems.oracle.CountingOracle"]
     finally:
         fake.unlink()
+
+
+def test_bench_rooms_catch_an_upward_import():
+    """A verdict module importing the runner (a higher room) is flagged; the CLI may import any room."""
+    fake = ROOT / "bench" / "score" / "_layering_probe.py"
+    fake.write_text("from ..run.runner import run\nfrom . import stats\n")
+    try:
+        assert _violations(fake) == ["bench.run.runner", "bench.run.runner.run"]
+    finally:
+        fake.unlink()
+    assert _room_may_import("bench.cli", "bench.commands.run_cmd")
+    assert not _room_may_import("bench.run.runner", "bench.isolation.harness")
+
+
+def test_bench_top_level_holds_only_rooms():
+    entries = {p.name for p in (ROOT / "bench").iterdir() if p.name != "__pycache__"}
+    assert entries == {"__init__.py", "cli.py", *BENCH_ROOMS}
+    for room in BENCH_ROOMS:
+        doc = ast.get_docstring(ast.parse((ROOT / "bench" / room / "__init__.py").read_text()))
+        assert doc, f"bench/{room}/__init__.py says what lives there"
 
 
 def _doc_files():

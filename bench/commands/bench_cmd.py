@@ -58,7 +58,7 @@ def _spec_geometry(problem: str, scale: str, overrides: dict) -> dict:
 def _oracle(args) -> dict:
     from problems import load_problem
 
-    from ..perf import OracleTarget, bench_oracle, format_report, random_target
+    from bench.experiments.perf import OracleTarget, bench_oracle, format_report, random_target
     overrides = {k: v for k, v in (("r_max_fraction", args.r_max_fraction),
                                    ("shift_extent", args.shift_extent)) if v is not None}
     if args.random_data:
@@ -80,7 +80,7 @@ def _oracle(args) -> dict:
 
 
 def _shifts(args) -> dict:
-    from ..perf import format_shift_profile, shift_profile
+    from bench.experiments.perf import format_shift_profile, shift_profile
     overrides = {k: v for k, v in (("r_max_fraction", args.r_max_fraction),
                                    ("shift_extent", args.shift_extent)) if v is not None}
     g = _spec_geometry(args.problem, args.scale, overrides)
@@ -93,7 +93,7 @@ def _shifts(args) -> dict:
 
 
 def _relion(args) -> dict:
-    from ..relion_speed import compare, format_comparison
+    from bench.experiments.relion_speed import compare, format_comparison
     if args.dataset:
         dataset = Path(args.dataset)
     else:
@@ -110,7 +110,7 @@ def _relion(args) -> dict:
 
 
 def _isolated(args) -> dict:
-    from ..isolation.speed import bench_isolated, format_isolated
+    from bench.isolation.speed import bench_isolated, format_isolated
     report = bench_isolated(args.problem, args.scale, batch_size=args.batch_size, repeats=args.repeats)
     print(format_isolated(report))
     return report

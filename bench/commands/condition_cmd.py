@@ -4,7 +4,7 @@ Example: cryoopt condition --problem refine-known-poses --scale small
 
 Writes reports/condition/<problem>-<scale>.{md,csv} (+ -hutchinson.csv and
 the ab-initio table at the ground truth, -abinitio.csv); the maths is problems/model/spectra.py, the
-experiment bench/conditioning.py.
+experiment bench/experiments/conditioning.py.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def add_args(p) -> None:
 def main(args) -> int:
     import pandas as pd
 
-    from ..conditioning import (ABINITIO_COLUMNS, HUTCHINSON_COLUMNS, KNOWN_POSE_COLUMNS, abinitio_table,
+    from bench.experiments.conditioning import (ABINITIO_COLUMNS, HUTCHINSON_COLUMNS, KNOWN_POSE_COLUMNS, abinitio_table,
                                 known_pose_table, markdown_table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

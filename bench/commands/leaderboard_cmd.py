@@ -25,8 +25,8 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
-    from ..leaderboard import rank, to_markdown
-    from ..submit import SecretSeedMissing, ensure_builtin_entries
+    from bench.score.leaderboard import rank, to_markdown
+    from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries
     if args.build:
         ensure_builtin_entries("synthetic", args.build, args.results)
     root = Path(args.results) / "leaderboard"
@@ -55,7 +55,7 @@ def main(args) -> int:
 
 def _unranked(results: str, label: str) -> str:
     """Entries not ranked (a run that timed out or failed, or an unreadable file), with the reason."""
-    from ..leaderboard import load_entries
+    from bench.score.leaderboard import load_entries
     entries, problems = load_entries(Path(results), label)
     lines = [f"- `{e['entry_id']}` ({e['optimizer']}): {e['entry_status']}"
              for e in entries if e["entry_status"] != "ranked"] + [f"- {p}" for p in problems]

@@ -27,7 +27,7 @@ def add_args(p) -> None:
 def main(args) -> int:
     from problems import load_problem
 
-    from ..reference import compute_reference
+    from bench.score.reference import compute_reference
     problem = load_problem(args.problem, scale=args.scale, seed=args.seed)
     if args.sgd_epochs <= 0 or args.lbfgs_iters < 0 or args.chunk < 1:
         raise ValueError("--sgd-epochs must be > 0, --lbfgs-iters >= 0, --chunk >= 1")

@@ -8,7 +8,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
-    from ..report import build_report
+    from bench.report import build_report
     files = build_report(args.results, args.out)
     print(f"{len(files)} files written under {args.out}; open {args.out}/index.html")
     return 0

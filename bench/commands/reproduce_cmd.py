@@ -17,7 +17,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
-    from ..reproduce import reproduce
+    from bench.experiments.reproduce import reproduce
     problems = tuple(args.problems) if args.problems else None
     for path in reproduce(args.figure, args.scale, args.results, args.out, n_jobs=args.jobs, problems=problems,
                           relion=not args.no_relion, relion_particles=args.relion_particles):

@@ -45,7 +45,7 @@ def main(args) -> int:
     from optimizers import coerce_hyperparameters, get_optimizer_class
     from problems import load_problem
 
-    from ..runner import run
+    from bench.run.runner import run
     hyper = {}
     for item in args.set:
         key, sep, val = item.partition("=")

@@ -17,9 +17,9 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
-    from ..leaderboard import rank, to_markdown
-    from ..isolation.sandbox import SandboxUnavailable
-    from ..submit import SecretSeedMissing, ensure_builtin_entries, run_protocol
+    from bench.score.leaderboard import rank, to_markdown
+    from bench.isolation.sandbox import SandboxUnavailable
+    from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries, run_protocol
     try:
         path = run_protocol(args.problem, args.scale, args.optimizer, results_dir=args.results,
                             budget=args.budget, tuning_budget=args.tuning_budget, trials=args.trials,

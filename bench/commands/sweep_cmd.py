@@ -3,13 +3,13 @@ from __future__ import annotations
 
 
 def add_args(p) -> None:
-    p.add_argument("config", help="sweep TOML file (see bench/sweep.py)")
+    p.add_argument("config", help="sweep TOML file (see bench/run/sweep.py)")
     p.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--jobs", type=int, default=2, help="local worker processes (default 2)")
 
 
 def main(args) -> int:
-    from ..sweep import load_config, run_specs
+    from bench.run.sweep import load_config, run_specs
     results = run_specs(load_config(args.config), n_jobs=args.jobs, scheduler=args.scheduler)
     done = sum(r.skipped for r in results)
     bad = [r for r in results if r.status not in ("finished", "diverged")]

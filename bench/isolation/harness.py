@@ -26,11 +26,11 @@ import numpy as np
 
 from problems.data.io import write_mrc
 
-from ..curvature import estimate_curvature
-from ..metrics import compare_to_truth
-from ..reference import full_objective, run_scores
-from ..records import environment, record_paths, run_key, write_record
-from ..runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
+from bench.score.curvature import estimate_curvature
+from bench.score.metrics import compare_to_truth
+from bench.score.reference import full_objective, run_scores
+from bench.run.records import environment, record_paths, run_key, write_record
+from bench.run.runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
 from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
 from .sandbox import SandboxUnavailable
 from .server import serve as server_serve
@@ -174,7 +174,7 @@ class _Evaluator:
 
 
 def _load(spec: dict):
-    from ..spec import cached_problem          # tuning trials and seeds reuse one problem
+    from bench.run.spec import cached_problem          # tuning trials and seeds reuse one problem
     problem = cached_problem(spec["problem"], spec["scale"], spec["data_seed"],
                              tuple(sorted(spec.get("extra", {}).items())))
     if spec.get("validation"):
@@ -225,7 +225,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         started = time.monotonic() + 300          # loading time is not the optimizer's: the clock
         timed_out = False                          # starts at the server's first report (below)
         try:
-            # the curvature scale of OptimizerInfo, measured as the in-process runner does (bench.curvature)
+            # the curvature scale of OptimizerInfo, measured as the in-process runner does (bench.score.curvature)
             curvature = estimate_curvature(problem, problem.initial_density(spec["seed"]))
             send(ctl, {"budget": budget, "checkpoints": schedule, "shm": True, "child": {
                 "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"],

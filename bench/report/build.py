@@ -18,8 +18,8 @@ import pandas as pd
 
 from problems.data.io import read_mrc
 
-from ..leaderboard import rank, to_markdown
-from ..metrics import apply_alignment
+from bench.score.leaderboard import rank, to_markdown
+from bench.score.metrics import apply_alignment
 from . import figures
 from .data import load_runs
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..records import RunMeta
+from bench.run.records import RunMeta
 
 
 def load_runs(results_dir: str | Path, label: str | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """All complete records under ``results_dir`` (optionally one problem label): rows + metadata.
 
-    Each record is parsed by :class:`bench.records.RunMeta` (a file that is not a run record is
+    Each record is parsed by :class:`bench.run.records.RunMeta` (a file that is not a run record is
     skipped); the metadata are handed on in its JSON form (the record's keys) plus ``meta_path``.
     """
     metas, tables = [], []

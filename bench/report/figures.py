@@ -198,7 +198,7 @@ def _isosurface(ax, volume: np.ndarray, size: int, fraction: float, color: str) 
     largest values; faces are shaded by their normals against a fixed light (Lambert)."""
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
     from skimage.measure import marching_cubes
-    from ..metrics import fourier_crop
+    from bench.score.metrics import fourier_crop
     v = fourier_crop(np.asarray(volume, dtype=np.float64), size)
     level = float(np.quantile(v, 1.0 - fraction))
     if not v.min() < level < v.max():

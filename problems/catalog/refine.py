@@ -178,7 +178,7 @@ class RefineProblem:
     ``oracle(budget)``, ``test_nll(x)``, ``initial_density(seed)``,
     ``ground_truth``, ``metadata``, ``n_train``, ``shape``; plus
     ``likelihood(dtype, split)`` (the harness's uncharged access used by
-    :mod:`bench.conditioning` for exact spectra).
+    :mod:`bench.experiments.conditioning` for exact spectra).
     """
 
     def __init__(self, spec: RefineSpec, seed: int = 0):

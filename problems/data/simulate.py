@@ -17,7 +17,7 @@ Two forward models:
   on the number of threads.
 * :func:`clean_images`: the objective's own model (trilinear interpolation
   of the 2x oversampled spectrum), kept to cross-check conventions against
-  RELION's projector (``tests/test_relion.py``) and for SNR calibration of
+  RELION's projector (``tests/bench/experiments/test_relion.py``) and for SNR calibration of
   problems that simulate with the objective's model on purpose
   (refine-known-poses).
 """

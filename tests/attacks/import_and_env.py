@@ -17,8 +17,8 @@ def attempt():
     except Exception as exc:
         print(f"problems.data.cache: {type(exc).__name__}", flush=True)
     try:
-        import bench.runner  # noqa: F401
-        won.append("imported bench.runner")
+        import bench.run.runner  # noqa: F401
+        won.append("imported bench.run.runner")
     except Exception as exc:
         print(f"bench: {type(exc).__name__}", flush=True)
     leaked = {k: v for k, v in os.environ.items() if k not in ("HOME", "PATH", "CRYOOPT_FD", "OMP_NUM_THREADS",
