@@ -82,15 +82,26 @@ def load_config(path: str | Path) -> list[RunSpec]:
     return specs
 
 
+def _execute_numbered(number: int, spec: RunSpec | dict) -> tuple[int, RunSummary]:
+    return number, execute(spec)
+
+
 def run_specs(specs: list[RunSpec], n_jobs: int = 2, scheduler: str | None = None,
               progress: bool = True) -> list[RunSummary]:
-    """Execute specs on joblib processes (or a Dask cluster at ``scheduler``)."""
+    """Execute specs on joblib processes (or a Dask cluster at ``scheduler``).
+
+    Returns the summaries in the order of ``specs``, whatever order the workers
+    finish in: tuning breaks ties by trial order and leaderboard entries list
+    their runs in this order, so both must not depend on scheduling.
+    """
     from joblib import Parallel, delayed, parallel_config
 
     def _run(backend: str):
         with parallel_config(backend=backend, n_jobs=n_jobs if backend != "dask" else -1):
-            gen = Parallel(return_as="generator_unordered")(delayed(execute)(s) for s in specs)
-            return [r for r in tqdm(gen, total=len(specs), desc="sweep", unit="run", disable=not progress)]
+            gen = Parallel(return_as="generator_unordered")(
+                delayed(_execute_numbered)(i, s) for i, s in enumerate(specs))
+            done = dict(tqdm(gen, total=len(specs), desc="sweep", unit="run", disable=not progress))
+            return [done[i] for i in range(len(specs))]
 
     if scheduler is None:
         return _run("loky" if n_jobs != 1 else "sequential")
