@@ -109,17 +109,19 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
     for path in _SYSTEM:
         if os.path.exists(path):
             cmd += ["--ro-bind", path, path]
+    # The private /tmp is mounted before the Python installation is bound: a virtual environment under
+    # /tmp (as `python -m venv /tmp/env` makes) is then bound on top of the tmpfs, not hidden by it.
+    cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
     for path in python_roots():
         for parent in reversed(Path(path).parents[:-1]):    # bwrap would create them 0700
-            if not any(str(parent) == s or str(parent).startswith(s + "/") for s in _SYSTEM):
+            if not any(str(parent) == s or str(parent).startswith(s + "/") for s in (*_SYSTEM, "/tmp")):
                 cmd += ["--perms", "0755", "--dir", str(parent)]
         cmd += ["--ro-bind", path, path]
     cmd += ["--ro-bind", str(staging), "/app"]
     if submission is not None:
         cmd += ["--perms", "0755", "--dir", "/submission",
                 "--ro-bind", str(submission), f"/submission/{submission.name}"]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.tmp_bytes),
-            "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
     env = {"HOME": "/tmp", "PATH": "/usr/bin:/bin", "CRYOOPT_FD": str(fd), "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     for k, v in env.items():
