@@ -6,20 +6,13 @@ import re
 import sys
 
 from .commands import COMMANDS
+from .commands.doctor_cmd import version_text
 
 
 def plain(text: str) -> str:
     """Docstring text without reStructuredText markup: ``:func:`x``` and ````x```` read as ```x```."""
     text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`", r"`\1`", text)
     return text.replace("``", "`")
-
-
-def version_text() -> str:
-    """``cryoopt <version> (git <commit>), Python <version>``: what a bug report needs."""
-    from bench.run.records import environment
-    env = environment()
-    commit = f" (git {env['git_commit'][:12]})" if env.get("git_commit") else ""
-    return f"cryoopt {env['package_version']}{commit}, Python {env['python']}"
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):

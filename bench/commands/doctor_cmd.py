@@ -8,6 +8,14 @@ import importlib.util
 import shutil
 
 
+def version_text() -> str:
+    """``cryoopt <version> (git <commit>), Python <version>``: what a bug report needs."""
+    from bench.run.records import environment
+    env = environment()
+    commit = f" (git {env['git_commit'][:12]})" if env.get("git_commit") else ""
+    return f"cryoopt {env['package_version']}{commit}, Python {env['python']}"
+
+
 def _module(name: str, dist: str) -> str | None:
     """None when ``name`` imports here (found, not imported: importing torch or jax takes seconds), else why not."""
     if importlib.util.find_spec(name) is None:
@@ -58,7 +66,6 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
-    from bench.cli import version_text
     print(version_text())
     for part, check, enables, install in PARTS:
         why = check()
