@@ -40,8 +40,4 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
         Fields of the family's spec to change (a different problem: it gets a
         different hash), or for ``"star"`` the loader's keywords.
     """
-    fam = family(name)
-    kwargs = dict(scale=scale, seed=seed, **overrides)
-    if name != "refine-known-poses":
-        kwargs["progress"] = progress
-    return fam.load(**kwargs)
+    return family(name).load(scale=scale, seed=seed, progress=progress, **overrides)

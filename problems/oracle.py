@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize
 
-from .model.known_pose import GaussianPrior, KnownPoseLikelihood, KnownPoseTerms
 from .model.marginal import MarginalLikelihood
 from .model.prior import DensityPrior
 from .protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
@@ -30,21 +29,27 @@ class CountingOracle:
     ----------
     name : str
         Problem name used in error messages.
-    likelihood : MarginalLikelihood
-    prior : DensityPrior
+    likelihood : MarginalLikelihood or KnownPoseLikelihood
+        The evaluator; a batch is ``likelihood.prepare(images[idx], ctf[idx], *(p[idx] for p in poses))``.
+    prior : DensityPrior or GaussianPrior
     images, ctf : ndarray, shape (K, D)
         Band coefficients and CTF values of the training images.
     budget : float or None
         Maximum cost in per-image gradient evaluations (None: unlimited).
     order_seed : int
         Seed of the fixed shuffled batch order (the same for every optimizer).
+    poses : tuple of ndarray
+        Further per-image arrays the likelihood's batches need: the known
+        rotations ``(K, 3, 3)`` for the known-pose likelihood, none for the
+        marginal one.
     """
 
     last_value: float | None
     """The batch objective of the most recent value / value_and_grad call (for run records)."""
 
     def __init__(self, name: str, likelihood: MarginalLikelihood, prior: DensityPrior,
-                 images: np.ndarray, ctf: np.ndarray, budget: float | None, order_seed: int):
+                 images: np.ndarray, ctf: np.ndarray, budget: float | None, order_seed: int,
+                 poses: tuple[np.ndarray, ...] = ()):
         if budget is not None and not budget > 0:
             raise OracleInputError(f"{name}: budget must be positive or None, got {budget}")
         self._name = name
@@ -52,6 +57,7 @@ class CountingOracle:
         self._prior = prior
         self._images = images
         self._ctf = ctf
+        self._poses = tuple(poses)
         self._budget = None if budget is None else float(budget)
         self._evals = 0.0
         self.last_value: float | None = None
@@ -114,7 +120,7 @@ class CountingOracle:
         return arr.astype(np.int64)
 
     def _terms(self, idx: np.ndarray):
-        return self._lik.prepare(self._images[idx], self._ctf[idx])
+        return self._lik.prepare(self._images[idx], self._ctf[idx], *(p[idx] for p in self._poses))
 
     # --------------------------------------------------------------- queries
     def value(self, x, idx) -> float:
@@ -149,6 +155,7 @@ class CountingOracle:
         sum to :meth:`m_step`.  ``hard=True`` assigns each image to its most
         probable pose (projection matching).
         """
+        self._need_marginal("expectation()")
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_EXPECTATION, idx.size, "expectation")
         za, zq = self._lik.expectation(x, self._terms(idx), hard=hard)
@@ -162,6 +169,7 @@ class CountingOracle:
         costs nothing in the oracle's currency; the E-step that produced
         ``stats`` was charged.
         """
+        self._need_marginal("m_step()")
         if not isinstance(stats, EStepStatistics) or stats.count < 1:
             raise OracleInputError(f"{self._name}: m_step needs EStepStatistics from expectation()")
         x0 = self._check_x(x0, "x0")
@@ -175,6 +183,10 @@ class CountingOracle:
         res = minimize(fun, x0.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                        options={"maxiter": int(max_iter)})
         return res.x.reshape(self.shape).astype(self.dtype)
+
+    def _need_marginal(self, what: str) -> None:
+        if not getattr(self._lik, "marginalises", True):
+            raise OracleInputError(f"{self._name}: {what} needs unknown poses; this problem has known poses")
 
     # ---------------------------------------------------------- batch order
     def _epoch_order(self, epoch: int) -> np.ndarray:
@@ -205,25 +217,3 @@ class CountingOracle:
     def __repr__(self) -> str:
         return (f"CountingOracle({self._name}, n_train={self.n_train}, evals={self._evals:g}, "
                 f"budget={self._budget})")
-
-
-class KnownPoseOracle(CountingOracle):
-    """:class:`problems.oracle.CountingOracle` over the known-pose objective.
-
-    Same API, costs, validation, budget and batch order; batches are built
-    from indices (each image carries its pose).  ``expectation`` / ``m_step``
-    (EM baselines) do not apply: there is nothing to marginalise.
-    """
-
-    def __init__(self, name: str, likelihood: KnownPoseLikelihood, prior: GaussianPrior,
-                 budget: float | None, order_seed: int):
-        super().__init__(name, likelihood, prior, likelihood.images, likelihood.ctf, budget, order_seed)
-
-    def _terms(self, idx: np.ndarray) -> KnownPoseTerms:
-        return self._lik.terms(idx)
-
-    def expectation(self, x, idx, hard: bool = False):
-        raise OracleInputError(f"{self._name}: expectation() needs unknown poses; this problem has known poses")
-
-    def m_step(self, stats, x0, max_iter: int = 30):
-        raise OracleInputError(f"{self._name}: m_step() needs unknown poses; this problem has known poses")

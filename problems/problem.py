@@ -9,9 +9,7 @@ import numpy as np
 from .data.cache import BandData
 from .data.phantoms import random_spheres
 from .data.units import resolution_angstrom
-from .model.grids import make_band
-from .model.marginal import MarginalLikelihood
-from .model.poses import make_quadrature
+from .model.likelihoods import INTERPOLATION, MarginalPart
 from .model.prior import DensityPrior
 from .oracle import CountingOracle
 
@@ -24,28 +22,47 @@ def problem_label(problem) -> str:
     return f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
 
 
+def marginal_parts(box_size: int, r_max: float, sigma: float, lambda_plus: float, lambda_minus: float,
+                   shift_extent: float, shift_sigma: float) -> dict:
+    """``model=`` and ``prior=`` of an ab-initio problem: the marginal likelihood and the paper's prior."""
+    return {"model": MarginalPart(box_size, r_max, sigma, shift_extent, shift_sigma),
+            "prior": DensityPrior(lambda_plus, lambda_minus)}
+
+
 class Problem:
-    """MAP estimation of a density from particle images (paper Eq. 6, mean form).
+    """MAP estimation of a density from particle images (paper Eq. 6, mean form), any family.
 
     Use :func:`problems.load_problem` to build one.  Public surface:
-    ``oracle(budget)``, ``test_nll(x)``, ``initial_density(seed)``,
-    ``ground_truth``, ``metadata``.
+    ``oracle(budget)``, ``test_nll(x)``, ``score_nll(x)``, ``initial_density(seed)``,
+    ``validation_split(n)``, ``likelihood(dtype)``, ``ground_truth``, ``metadata``,
+    ``n_train``, ``n_score``, ``shape``.
+
+    The family's likelihood is a part (:mod:`problems.model.likelihoods`):
+    :class:`~problems.model.likelihoods.MarginalPart` (unknown poses,
+    marginalised; the ab-initio problems) or
+    :class:`~problems.model.likelihoods.KnownPosePart` (refinement at known
+    poses, which also needs ``rotations``, one RELION matrix per image); the
+    prior is a part too (:class:`problems.model.prior.DensityPrior` or
+    :class:`problems.model.known_pose.GaussianPrior`).  Nothing outside this
+    class needs to know which.
     """
 
     def __init__(self, *, name: str, version: int, fixed: dict, data: BandData,
-                 test_indices: np.ndarray, r_max: float, sigma: float, lambda_plus: float,
-                 lambda_minus: float, shift_extent: float, shift_sigma: float, order_seed: int,
-                 ground_truth: np.ndarray | None = None, score_indices: np.ndarray | None = None):
-        self._init_args = dict(name=name, version=version, fixed=fixed, r_max=r_max, sigma=sigma,
-                               lambda_plus=lambda_plus, lambda_minus=lambda_minus,
-                               shift_extent=shift_extent, shift_sigma=shift_sigma, order_seed=order_seed)
+                 test_indices: np.ndarray, model, prior, order_seed: int,
+                 ground_truth: np.ndarray | None = None, score_indices: np.ndarray | None = None,
+                 rotations: np.ndarray | None = None):
+        if model.needs_poses != (rotations is not None):
+            raise ValueError(f"{name}: a {model.kind} likelihood needs rotations" if model.needs_poses
+                             else f"{name}: a {model.kind} likelihood takes no rotations")
+        self._init_args = dict(name=name, version=version, fixed=fixed, model=model, prior=prior,
+                               order_seed=order_seed)
         self._pixel_size = data.pixel_size
         self.name = name
+        self.model = model
         self.box_size = data.box_size
-        self.band = make_band(r_max)
-        self.quadrature = make_quadrature(r_max, shift_extent=shift_extent, shift_sigma=shift_sigma)
-        self.sigma = float(sigma)
-        self.prior = DensityPrior(lambda_plus, lambda_minus)
+        self.band = model.band
+        self.sigma = model.sigma
+        self.prior = prior
         self.ground_truth = None if ground_truth is None else ground_truth.copy()
         test_mask = np.zeros(data.images.shape[0], dtype=bool)
         test_mask[test_indices] = True
@@ -56,28 +73,36 @@ class Problem:
             if np.any(score_mask & test_mask):
                 raise ValueError(f"{name}: scoring and test images overlap")
         train_mask = ~(test_mask | score_mask)
-        self._train = (np.ascontiguousarray(data.images[train_mask]), np.ascontiguousarray(data.ctf[train_mask]))
-        self._test = (np.ascontiguousarray(data.images[test_mask]), np.ascontiguousarray(data.ctf[test_mask]))
-        self._score = (np.ascontiguousarray(data.images[score_mask]), np.ascontiguousarray(data.ctf[score_mask]))
+        per_image = (data.images, data.ctf) + (() if rotations is None else (rotations,))
+
+        def split(mask):   # (images, ctf[, rotations]) of one split
+            return tuple(np.ascontiguousarray(a[mask]) for a in per_image)
+
+        self._train, self._test, self._score = split(train_mask), split(test_mask), split(score_mask)
         self._order_seed = int(order_seed)
-        self._likelihoods: dict[np.dtype, MarginalLikelihood] = {}
+        self._likelihoods: dict = {}
         digest = hashlib.sha256()
-        for arr in (*self._train, *self._test, *(self._score if score_mask.any() else ())):
+        for arr in (*self._train[:2], *self._test[:2], *(self._score[:2] if score_mask.any() else ())):
             digest.update(np.ascontiguousarray(arr).tobytes())
+        if rotations is not None:
+            digest.update(np.ascontiguousarray(rotations).tobytes())
         self.metadata = {
             "problem": name, "version": version, **fixed,
             "box_size": self.box_size, "pixel_size_angstrom": data.pixel_size,
             "r_max": self.band.r_max, "band_coefficients_half_plane": self.band.size,
             "resolution_angstrom": resolution_angstrom(self.band.r_max, self.box_size, data.pixel_size),
-            "quadrature": self.quadrature.describe(), "sigma": self.sigma,
-            "lambda_plus": lambda_plus, "lambda_minus": lambda_minus,
-            "interpolation": "trilinear on the 2x oversampled centred DFT (N^-1 normalised)",
+            **model.metadata(), **prior.describe(), "interpolation": INTERPOLATION,
             "n_train": int(self._train[0].shape[0]), "n_test": int(self._test[0].shape[0]),
             **({"n_score": int(score_mask.sum())} if score_mask.any() else {}),
             "batch_order_seed": self._order_seed,
         }
         digest.update(json.dumps(self.metadata, sort_keys=True, default=str).encode())
         self.metadata["content_hash"] = digest.hexdigest()
+
+    @property
+    def quadrature(self):
+        """The pose quadrature (marginal likelihood only; ``AttributeError`` at known poses)."""
+        return self.model.quadrature
 
     @property
     def n_train(self) -> int:
@@ -87,18 +112,21 @@ class Problem:
     def shape(self) -> tuple[int, int, int]:
         return (self.box_size,) * 3
 
-    def likelihood(self, dtype=np.float32) -> MarginalLikelihood:
-        """The (cached) likelihood evaluator in the given precision."""
+    def likelihood(self, dtype=np.float32):
+        """The (cached) likelihood evaluator in the given precision (it holds no image)."""
         key = np.dtype(dtype)
         if key not in self._likelihoods:
-            self._likelihoods[key] = MarginalLikelihood(self.box_size, self.band, self.quadrature,
-                                                        self.sigma, dtype=key)
+            self._likelihoods[key] = self.model.build(key)
         return self._likelihoods[key]
+
+    def split_arrays(self, split: str = "train") -> tuple[np.ndarray, ...]:
+        """``(images, ctf[, rotations])`` of ``"train"``, ``"test"`` or ``"score"`` (harness only)."""
+        return {"train": self._train, "test": self._test, "score": self._score}[split]
 
     def oracle(self, budget: float | None = None, dtype=np.float32) -> CountingOracle:
         """A fresh counting oracle over the training images (float64 for derivative checks)."""
         return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, self._train[0],
-                              self._train[1], budget, self._order_seed)
+                              self._train[1], budget, self._order_seed, poses=self._train[2:])
 
     def test_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
         """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged).
@@ -123,26 +151,26 @@ class Problem:
         if x.shape != self.shape or not np.isfinite(x).all():
             raise ValueError(f"{self.name}: {what} needs a finite array of shape {self.shape}")
         lik = self.likelihood()
-        images, ctf = split
-        values = np.concatenate([lik.nll(x, lik.prepare(images[s:s + batch], ctf[s:s + batch]))
-                                 for s in range(0, images.shape[0], batch)]).astype(np.float64)
-        return values if per_image else float(values.sum() / images.shape[0])
+        n = split[0].shape[0]
+        values = np.concatenate([lik.nll(x, lik.prepare(*(a[s:s + batch] for a in split)))
+                                 for s in range(0, n, batch)]).astype(np.float64)
+        return values if per_image else float(values.sum() / n)
 
     def initial_density(self, seed: int = 0) -> np.ndarray:
         """A random sum of spheres (paper Fig. 5), scaled to the data's band power.
 
-        The scale ``a`` solves ``sum_it c_t (|I_it|^2 - sigma^2) = a^2 sum_it
-        c_t C_it^2 P_t`` where ``P_t`` is the pose-averaged power of the
-        spheres' slices: the initial density predicts as much signal as the
-        (training) images carry, without looking at the ground truth.
+        The scale ``a`` solves ``sum_it c_t (|I_it|^2 - sigma^2) = a^2 P`` over
+        (up to) 2000 training images, where ``P`` is the band power the
+        spheres predict for them (``model.predicted_power``: slices averaged
+        over the quadrature's poses, or at the images' known poses): the
+        initial density predicts as much signal as the (training) images
+        carry, without looking at the ground truth.
         """
         x0 = random_spheres(self.box_size, np.random.default_rng([seed, 0x5EED]))
-        lik = self.likelihood()
-        slice_power = np.mean(np.abs(lik.slices(x0).astype(np.complex128)) ** 2, axis=0)
-        images, ctf = self._train[0][:2000], self._train[1][:2000].astype(np.float64)
+        images, ctf, *poses = (a[:2000] for a in self._train)
         c = self.band.multiplicity
         excess = np.sum(c * (np.abs(images) ** 2 - self.sigma**2))
-        model = np.sum(c * ctf**2 * slice_power)
+        model = self.model.predicted_power(self.likelihood(), x0, images, ctf, *poses or (None,))
         scale = np.sqrt(max(excess, 0.0) / model) if model > 0 else 1.0
         return (x0 * scale).astype(np.float32)
 
@@ -162,7 +190,8 @@ class Problem:
         args["fixed"] = {**args["fixed"], "validation_of": self.metadata["content_hash"],
                          "validation_seed": seed}
         data = BandData(self._train[0], self._train[1], self._pixel_size, self.box_size)
-        return Problem(data=data, test_indices=chosen, ground_truth=self.ground_truth, **args)
+        return Problem(data=data, test_indices=chosen, ground_truth=self.ground_truth,
+                       rotations=self._train[2] if len(self._train) > 2 else None, **args)
 
     def __repr__(self) -> str:
-        return f"Problem({self.name}, N={self.box_size}, n_train={self.n_train}, M={self.quadrature.size})"
+        return f"Problem({self.name}, N={self.box_size}, n_train={self.n_train}, {self.model!r})"

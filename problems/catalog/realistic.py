@@ -42,7 +42,7 @@ from ..data.io import read_mrc, read_particle_star
 from ..data.preprocess import preprocess_stack, split_indices
 from ..data.simulate import load_mixture, random_ctf, random_shifts, simulate_stack
 from ..model.grids import make_band
-from ..problem import Problem
+from ..problem import Problem, marginal_parts
 from .specs import BoxInAngstrom
 from .truth import truth_diagnostics
 
@@ -140,9 +140,9 @@ def load_realistic_problem(scale: str = "small", seed: int = 0, progress: bool =
     fixed = {k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}
     fixed.update(seed=seed, model_source=asdict(MODELS[spec.model]))
     problem = Problem(name=spec.name, version=spec.version, fixed=fixed, data=pre.data,
-                      test_indices=split_indices(len(stack), spec.n_test, seed), r_max=spec.r_max,
-                      sigma=spec.sigma, lambda_plus=spec.lambda_plus, lambda_minus=spec.lambda_minus,
-                      shift_extent=spec.shift_extent, shift_sigma=spec.shift_sigma, order_seed=seed,
+                      test_indices=split_indices(len(stack), spec.n_test, seed),
+                      **marginal_parts(pre.data.box_size, spec.r_max, spec.sigma, spec.lambda_plus,
+                                       spec.lambda_minus, spec.shift_extent, spec.shift_sigma), order_seed=seed,
                       ground_truth=read_mrc(directory / "ground_truth.mrc")[0])
     problem.metadata["truth"] = truth_diagnostics(problem, load_mixture(directory / "ground_truth_mixture.npz"),
                                                   pre.data.ctf[:200], seed)

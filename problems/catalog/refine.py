@@ -59,23 +59,20 @@ on the grid.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..data.phantoms import random_spheres, synthetic_phantom
+from ..data.cache import BandData, seeded_streams
+from ..data.phantoms import synthetic_phantom
 from ..data.simulate import ctf_from_physical, random_ctf, scale_for_snr
-from ..data.cache import seeded_streams
-from ..data.units import resolution_angstrom
 from ..model.ctf import CTFParams, evaluate_ctf
-from ..model.grids import Band, make_band
+from ..model.grids import make_band
 from ..model.known_pose import GaussianPrior, KnownPoseLikelihood
+from ..model.likelihoods import KnownPosePart
 from ..model.poses import euler_to_matrix
-from ..oracle import KnownPoseOracle
-from ..problem import problem_label
+from ..problem import Problem
 from .specs import SpecGeometry
 
 REFINE_VERSION = 2                    # 2: the synthetic phantom became a Gaussian mixture (issue 14)
@@ -161,9 +158,8 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     n_cal = min(n, 200)
     phantom *= scale_for_snr(phantom.astype(np.float32), rotations[:n_cal], np.zeros((n_cal, 2)),
                              ctf_params.subset(slice(0, n_cal)), spec.snr, spec.sigma)
-    model = KnownPoseLikelihood(box, band, rotations, np.zeros((n, band.size), complex), ctf,
-                                spec.sigma, dtype=np.float64)
-    clean = ctf * model.slices(phantom, model.terms(np.arange(n)))
+    model = KnownPoseLikelihood(box, band, spec.sigma, dtype=np.float64)
+    clean = ctf * model.slices(phantom, model.prepare(np.zeros((n, band.size), complex), ctf, rotations))
     noise = rng["noise"].standard_normal((n, band.size, 2)) @ np.array([1.0, 1j]) * (spec.sigma / np.sqrt(2))
     dc = np.all(band.k == 0, axis=1)
     noise[:, dc] = rng["noise"].standard_normal((n, int(dc.sum()))) * spec.sigma
@@ -172,103 +168,19 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
             "ground_truth": phantom.astype(np.float32), "test_indices": test, "ctf_physical": phys}
 
 
-class RefineProblem:
-    """Known-pose refinement (linear least squares), with the :class:`problems.Problem` surface.
+def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, **overrides) -> Problem:
+    """Build the known-pose refinement problem (``overrides``: fields of :class:`RefineSpec`).
 
-    ``oracle(budget)``, ``test_nll(x)``, ``initial_density(seed)``,
-    ``ground_truth``, ``metadata``, ``n_train``, ``shape``; plus
-    ``likelihood(dtype, split)`` (the harness's uncharged access used by
-    :mod:`bench.experiments.conditioning` for exact spectra).
+    One :class:`problems.problem.Problem` with the known-pose likelihood part
+    (:class:`problems.model.likelihoods.KnownPosePart`) and the Gaussian prior.
+    ``progress`` is accepted like every loader's (the simulation takes well under a second).
     """
-
-    def __init__(self, spec: RefineSpec, seed: int = 0):
-        spec.validate()
-        self.spec = spec
-        self.name = spec.name
-        self.box_size = spec.box_size
-        self.sigma = spec.sigma
-        data = simulate_refine(spec, seed)
-        self.band: Band = data["band"]
-        self.prior = GaussianPrior(spec.prior_lambda)
-        self.ground_truth = data["ground_truth"]
-        test = np.zeros(spec.n_images, dtype=bool)
-        test[data["test_indices"]] = True
-        self._split = {"train": np.flatnonzero(~test), "test": np.flatnonzero(test)}
-        self._data = data
-        self._order_seed = int(seed)
-        self._likelihoods: dict = {}
-        digest = hashlib.sha256()
-        for key in ("images", "ctf", "rotations"):
-            digest.update(np.ascontiguousarray(data[key]).tobytes())
-        self.metadata = {
-            "problem": spec.name, **{k: v for k, v in spec.as_dict().items() if k != "name"}, "seed": int(seed),
-            "r_max": self.band.r_max, "band_coefficients_half_plane": self.band.size,
-            "resolution_angstrom": resolution_angstrom(self.band.r_max, spec.box_size, spec.pixel_size_angstrom),
-            "poses": "known, uniform on SO(3)", "prior": f"Gaussian lambda/2 ||x||^2, lambda={spec.prior_lambda}",
-            "interpolation": "trilinear on the 2x oversampled centred DFT (N^-1 normalised)",
-            "n_train": int(self._split["train"].size), "n_test": int(self._split["test"].size),
-            "batch_order_seed": self._order_seed,
-        }
-        digest.update(json.dumps(self.metadata, sort_keys=True, default=str).encode())
-        self.metadata["content_hash"] = digest.hexdigest()
-
-    @property
-    def n_train(self) -> int:
-        return int(self._split["train"].size)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.box_size,) * 3
-
-    @property
-    def pixel_size(self) -> float:
-        return self.spec.pixel_size_angstrom
-
-    def likelihood(self, dtype=np.float32, split: str = "train") -> KnownPoseLikelihood:
-        """The (cached) known-pose likelihood over the ``split`` images in ``dtype``."""
-        key = (np.dtype(dtype), split)
-        if key not in self._likelihoods:
-            sel = self._split[split]
-            d = self._data
-            self._likelihoods[key] = KnownPoseLikelihood(self.box_size, self.band, d["rotations"][sel],
-                                                         d["images"][sel], d["ctf"][sel], self.sigma, dtype)
-        return self._likelihoods[key]
-
-    def oracle(self, budget: float | None = None, dtype=np.float32) -> KnownPoseOracle:
-        """A fresh counting oracle over the training images (float64 for derivative checks)."""
-        return KnownPoseOracle(problem_label(self), self.likelihood(dtype), self.prior,
-                               budget, self._order_seed)
-
-    def test_nll(self, x: np.ndarray, batch: int = 500) -> float:
-        """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged)."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape != self.shape or not np.isfinite(x).all():
-            raise ValueError(f"{self.name}: test_nll needs a finite array of shape {self.shape}")
-        lik = self.likelihood(np.float32, "test")
-        total = sum(lik.nll(x, lik.terms(np.arange(s, min(s + batch, lik.n_images)))).sum()
-                    for s in range(0, lik.n_images, batch))
-        return float(total / lik.n_images)
-
-    def initial_density(self, seed: int = 0) -> np.ndarray:
-        """A random sum of spheres (as the ab-initio problem), scaled to the images' band power.
-
-        ``a^2 sum_it c_t C_it^2 |S_it(x0)|^2 = sum_it c_t (|I_it|^2 - sigma^2)``
-        over (up to) 2000 training images at their known poses.
-        """
-        x0 = random_spheres(self.box_size, np.random.default_rng([seed, 0x5EED])).astype(np.float64)
-        lik = self.likelihood(np.float64)
-        terms = lik.terms(np.arange(min(lik.n_images, 2000)))
-        c = self.band.multiplicity
-        model = np.sum(c * np.abs(terms.ctf * lik.slices(x0, terms)) ** 2)
-        excess = np.sum(c * (np.abs(terms.images) ** 2 - self.sigma**2))
-        scale = np.sqrt(max(excess, 0.0) / model) if model > 0 else 1.0
-        return (x0 * scale).astype(np.float32)
-
-    def __repr__(self) -> str:
-        return (f"RefineProblem(N={self.box_size}, r_max={self.band.r_max:g}, D={self.band.size}, "
-                f"n_train={self.n_train})")
-
-
-def load_refine(scale: str = "small", seed: int = 0, **overrides) -> RefineProblem:
-    """Build the known-pose refinement problem (``overrides``: fields of :class:`RefineSpec`)."""
-    return RefineProblem(refine_spec(scale, **overrides), seed)
+    spec = refine_spec(scale, **overrides)
+    data = simulate_refine(spec, seed)
+    fixed = {**{k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}, "seed": int(seed),
+             "poses": "known, uniform on SO(3)"}
+    return Problem(name=spec.name, version=spec.version, fixed=fixed,
+                   data=BandData(data["images"], data["ctf"], spec.pixel_size_angstrom, spec.box_size),
+                   test_indices=data["test_indices"], rotations=data["rotations"],
+                   model=KnownPosePart(spec.box_size, spec.r_max, spec.sigma),
+                   prior=GaussianPrior(spec.prior_lambda), order_seed=seed, ground_truth=data["ground_truth"])

@@ -15,7 +15,7 @@ import pooch
 from ..data.io import DataError, read_particles
 from ..data.preprocess import preprocess_stack, split_indices
 from ..model.grids import make_band
-from ..problem import Problem
+from ..problem import Problem, marginal_parts
 
 STAR_VERSION = 1
 
@@ -97,6 +97,6 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
              "normalisation": (f"background outside {bg_radius} x box/2, per-image mean, pooled "
                                f"sigma {pre.sigma_estimate:.6g}") if normalise else "none"}
     return Problem(name="star", version=STAR_VERSION, fixed=fixed, data=pre.data,
-                   test_indices=split_indices(n_use, n_test, seed), r_max=r_index, sigma=1.0,
-                   lambda_plus=lambda_plus, lambda_minus=lambda_minus, shift_extent=extent,
-                   shift_sigma=shift_sigma, order_seed=seed, ground_truth=None)
+                   test_indices=split_indices(n_use, n_test, seed),
+                   **marginal_parts(pre.data.box_size, r_index, 1.0, lambda_plus, lambda_minus, extent, shift_sigma),
+                   order_seed=seed, ground_truth=None)

@@ -27,7 +27,7 @@ from ..data.cache import dataset_dir, ensure_dataset, load_band_data, load_groun
 from ..data.phantoms import synthetic_mixture
 from ..data.simulate import load_mixture, random_ctf, random_shifts, simulate_stack
 from ..model.grids import make_band
-from ..problem import Problem
+from ..problem import Problem, marginal_parts
 from .specs import BoxInAngstrom
 from .truth import truth_diagnostics
 
@@ -118,9 +118,9 @@ def load_synthetic(scale: str = "small", seed: int = 0, progress: bool = True, *
     fixed = {k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}
     fixed["seed"] = seed
     problem = Problem(name=spec.name, version=spec.version, fixed=fixed, data=data,
-                      test_indices=np.load(directory / "test_indices.npy"), r_max=spec.r_max,
-                      sigma=spec.sigma, lambda_plus=spec.lambda_plus, lambda_minus=spec.lambda_minus,
-                      shift_extent=spec.shift_extent, shift_sigma=spec.shift_sigma, order_seed=seed,
+                      test_indices=np.load(directory / "test_indices.npy"),
+                      **marginal_parts(data.box_size, spec.r_max, spec.sigma, spec.lambda_plus, spec.lambda_minus,
+                                       spec.shift_extent, spec.shift_sigma), order_seed=seed,
                       ground_truth=load_ground_truth(directory),
                       score_indices=np.load(directory / "score_indices.npy") if spec.n_score else None)
     problem.metadata["truth"] = truth_diagnostics(problem, load_mixture(directory / "ground_truth_mixture.npz"),

@@ -29,10 +29,13 @@ class KnownPoseTerms:
 class KnownPoseLikelihood:
     """Per-image Gaussian NLL at known poses, its gradient and (constant) Hessian.
 
-    Duck-types the parts of :class:`problems.model.marginal.MarginalLikelihood`
-    that :class:`problems.oracle.CountingOracle` calls (``n``, ``dtype``,
-    ``nll``, ``nll_and_grad``, ``hvp``); batches are built by
-    :meth:`terms` from image indices because each image has its own pose.
+    The same evaluator interface as :class:`problems.model.marginal.MarginalLikelihood`
+    (``n``, ``dtype``, ``prepare``, ``nll``, ``nll_and_grad``, ``hvp``), which
+    :class:`problems.oracle.CountingOracle` calls; a batch also carries each
+    image's rotation, ``prepare(images, ctf, rotations)``, and the slice
+    coordinates are computed per batch (storing them for every image would
+    take ``3 x D`` floats per image: 5 GB at 192 px near Nyquist).
+    It holds no image: it is a pure function of the batch it is given.
 
     With ``S_i = T_i F x`` (``F``: oversampled partial DFT, ``T_i``:
     trilinear slicing at image ``i``'s pose) and ``r_i = I_i - C_i S_i``:
@@ -47,33 +50,27 @@ class KnownPoseLikelihood:
     ----------
     box_size : int
     band : Band
-    rotations : ndarray, shape (n_images, 3, 3)
-        RELION matrices ``A_i`` of *all* images the batches index into.
-    images, ctf : ndarray, shape (n_images, D)
     sigma : float
     dtype : float32 (hot loop) or float64 (derivative checks, spectra)
     """
 
-    def __init__(self, box_size: int, band: Band, rotations: np.ndarray, images: np.ndarray,
-                 ctf: np.ndarray, sigma: float, dtype=np.float32):
+    marginalises = False
+
+    def __init__(self, box_size: int, band: Band, sigma: float, dtype=np.float32):
         self.n = int(box_size)
         self.band, self.sigma = band, float(sigma)
         self.dtype = np.dtype(dtype)
         self.cdtype = np.result_type(self.dtype, np.complex64)
         self.m_max = cube_half_width(band.r_max)
         self.dft = PartialDFT(self.n, self.m_max, self.dtype)
-        self.coords = slice_coordinates(rotations, band.k, self.dtype)             # (n, D, 3)
-        self.images = np.ascontiguousarray(images, dtype=self.cdtype)
-        self.ctf = np.ascontiguousarray(ctf, dtype=self.dtype)
         self.mult = band.multiplicity.astype(self.dtype)
         self.scale = 1.0 / (2.0 * self.sigma**2)
 
-    @property
-    def n_images(self) -> int:
-        return int(self.images.shape[0])
-
-    def terms(self, idx: np.ndarray) -> KnownPoseTerms:
-        return KnownPoseTerms(self.images[idx], self.ctf[idx], np.ascontiguousarray(self.coords[idx]))
+    def prepare(self, images: np.ndarray, ctf: np.ndarray, rotations: np.ndarray) -> KnownPoseTerms:
+        """A batch: band coefficients (B, D), CTFs (B, D) and RELION matrices ``A_i`` (B, 3, 3)."""
+        return KnownPoseTerms(np.ascontiguousarray(images, dtype=self.cdtype),
+                              np.ascontiguousarray(ctf, dtype=self.dtype),
+                              slice_coordinates(np.asarray(rotations), self.band.k, self.dtype))
 
     def _slicer(self, terms: KnownPoseTerms) -> Slicer:
         # No mirror-slice search: random poses have no antipodal pairs to exploit.
@@ -113,6 +110,9 @@ class GaussianPrior:
     """``rho(x) = lambda/2 ||x||^2`` with the interface :class:`problems.model.prior.DensityPrior` has."""
 
     lam: float
+
+    def describe(self) -> dict:
+        return {"prior": f"Gaussian lambda/2 ||x||^2, lambda={self.lam}"}
 
     def value(self, x: np.ndarray) -> float:
         return 0.5 * self.lam * float(np.sum(np.square(x, dtype=np.float64)))

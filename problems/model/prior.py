@@ -48,6 +48,9 @@ class DensityPrior:
     lambda_plus: float
     lambda_minus: float
 
+    def describe(self) -> dict:
+        return {"lambda_plus": self.lambda_plus, "lambda_minus": self.lambda_minus}
+
     def value_and_accumulate_grad(self, x: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> float:
         """``rho(x)``, adding ``scale * grad rho(x)`` into ``grad`` in place (one fused pass)."""
         if grad.shape != x.shape or not grad.flags.c_contiguous:

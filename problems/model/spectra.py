@@ -219,7 +219,8 @@ class KnownPoseHessian:
 
     ``H_x v = F^T T^T (w * T F v) + (lambda / K) v`` with
     ``w_it = c_t C_it^2 / (K sigma^2)`` over all ``K`` training images of
-    ``problem`` (a :class:`problems.catalog.refine.RefineProblem`), in float64.
+    ``problem`` (a :class:`problems.problem.Problem` with the known-pose
+    likelihood part), in float64.
     This is the harness's analysis tool (like ``Problem.test_nll``): it reads
     the problem directly and charges nothing.
     """
@@ -230,12 +231,13 @@ class KnownPoseHessian:
         self.n = lik.n
         self.m_max = lik.m_max
         self.dft: PartialDFT = lik.dft
-        self.coords = lik.coords
-        self.n_images = lik.n_images
+        self.terms = lik.prepare(*problem.split_arrays("train"))                       # every training image
+        self.coords = self.terms.coords
+        self.n_images = self.terms.size
         self.slicer = Slicer(self.coords, self.m_max, use_symmetry=False)
         k = self.n_images
-        self.weights = lik.mult * lik.ctf**2 / (k * lik.sigma**2)                       # (K, D)
-        self.prior = problem.spec.prior_lambda / k
+        self.weights = lik.mult * self.terms.ctf**2 / (k * lik.sigma**2)                # (K, D)
+        self.prior = problem.prior.lam / k
         self.lik = lik
         self.basis = BandBasis(self.n, problem.band.r_max if basis_radius is None else basis_radius)
 
@@ -249,8 +251,7 @@ class KnownPoseHessian:
 
     def gradient_at_zero(self) -> np.ndarray:
         """``-b`` in band coordinates: the full-data gradient at ``x = 0`` (``grad f(a) = H a - b``)."""
-        terms = self.lik.terms(np.arange(self.n_images))
-        _, g = self.lik.nll_and_grad(np.zeros((self.n,) * 3), terms)
+        _, g = self.lik.nll_and_grad(np.zeros((self.n,) * 3), self.terms)
         return self.basis.from_volume(g)
 
     def exact_diagonal(self) -> np.ndarray:
