@@ -10,7 +10,10 @@ these files checks the project against the conventions, not against itself.
   ``csparc2star`` maps a ``.cs`` ``alignments3D/pose`` to RELION angles by
   ``rot2euler(expmap(pose))``, and ``alignments3D/shift`` to ``rlnOriginX/Y``
   (pixels) unchanged;
-* :func:`cs_pose_from_relion` inverts :func:`pyem_expmap` (axis-angle of ``A^T``).
+* :func:`cs_pose_from_relion` inverts :func:`pyem_expmap` (axis-angle of ``A^T``);
+* :func:`star_text` writes STAR text as RELION 3.1 does (``# version 30001``,
+  ``loop_``, ``_rlnName #i``), or key-value blocks (``_rlnName value``) for
+  the blocks given as dicts, as RELION writes a one-row table.
 """
 from __future__ import annotations
 
@@ -61,6 +64,24 @@ def cs_pose_from_relion(rot_deg: float, tilt_deg: float, psi_deg: float) -> np.n
     return pose
 
 
+def _fmt(v) -> str:
+    return f"{v:.6f}" if isinstance(v, (float, np.floating)) else str(v)
+
+
+def star_text(blocks: dict, newline: str = "\n") -> str:
+    """STAR text as RELION 3.1 writes it; a dict block is written as key-value pairs."""
+    out = ["", "# version 30001", ""]
+    for name, block in blocks.items():
+        out += [f"data_{name}", ""]
+        if isinstance(block, dict):
+            out += [f"_{key} {_fmt(value)}" for key, value in block.items()]
+        else:
+            out += ["loop_", *(f"_{c} #{i + 1}" for i, c in enumerate(block.columns))]
+            out += [" ".join(_fmt(v) for v in row) for row in block.itertuples(index=False)]
+        out.append("")
+    return newline.join(out) + newline
+
+
 CS_DTYPE = [("uid", "<u8"), ("blob/path", "S96"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
             ("blob/psize_A", "<f4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
             ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
@@ -68,14 +89,17 @@ CS_DTYPE = [("uid", "<u8"), ("blob/path", "S96"), ("blob/idx", "<u4"), ("blob/sh
             ("alignments3D/pose", "<f4", (3,)), ("alignments3D/shift", "<f4", (2,))]
 
 
-def write_cs(path, particles, blob_path: str, box: int, apix: float, optics: dict) -> None:
+def write_cs(path, particles, blob_path: str, box: int, apix: float, optics: dict,
+             extra: tuple = ()) -> np.ndarray:
     """A cryoSPARC ``.cs`` file for the particles of a RELION STAR table (pyem's mapping, inverted).
 
     ``particles`` holds RELION columns (angles in degrees, ``rlnOriginX/YAngst``
     in Å, defocus in Å); ``optics`` the voltage, Cs and amplitude contrast.
+    ``extra`` fields (numpy dtype entries, e.g. ``("ctf/tilt_A", "<f4", (2,))``,
+    as cryoSPARC writes them) are added zero-filled; returns the array written.
     """
     n = len(particles)
-    cs = np.zeros(n, dtype=CS_DTYPE)
+    cs = np.zeros(n, dtype=CS_DTYPE + list(extra))
     cs["uid"] = np.arange(n) + 10**12
     cs["blob/path"] = blob_path.encode()
     cs["blob/idx"] = np.arange(n)
@@ -92,3 +116,4 @@ def write_cs(path, particles, blob_path: str, box: int, apix: float, optics: dic
     cs["alignments3D/shift"] = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy() / apix
     with open(path, "wb") as fh:
         np.save(fh, cs)
+    return cs

@@ -57,6 +57,8 @@ def main(args) -> int:
     extra = problem_kwargs(args.problem, getattr(args, "problem_arg", []))
     if getattr(args, "path", None):
         extra["path"] = args.path
+    elif args.problem == "star" and "path" not in extra:
+        raise ValueError("--problem star needs --path PARTICLES.star (or a cryoSPARC .cs file)")
     problem = load_problem(args.problem, scale=args.scale, seed=args.seed, **extra)
     result = run(problem, args.optimizer, hyper, budget=args.budget, seed=args.seed,
                  results_dir=args.results, force=args.force)

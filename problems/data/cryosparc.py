@@ -13,8 +13,20 @@ Conventions (source: pyem's ``pyem/metadata/cryosparc2.py`` and
 * ``alignments3D/shift`` is RELION's ``rlnOriginX/Y`` in pixels of the
   ``.cs`` file's box (pyem copies it unchanged), so our shift is
   ``s = -shift``;
+* ``alignments3D/shift`` is in pixels of ``alignments3D/psize_A`` (the
+  refinement's pixel size; cryosparc-tools and cryodrgn multiply the two to
+  get Å); when that differs from ``blob/psize_A`` (particles re-extracted or
+  downsampled after the refinement), the shifts are *rescaled* to the
+  blob's pixels, ``s = -shift * psize_alignments / psize_blob``;
 * ``blob/path`` is relative to the cryoSPARC project directory, with an
   optional leading ``>``; ``blob/idx`` is 0-based.
+
+Refused: a pose that is not a 3-component rotation vector (e.g. a
+4-component quaternion) or a shift that is not 2 components; fields that
+hold Python objects (they need unpickling; the field is named).  Said and
+ignored (one :class:`problems.data.particles.DataWarning` naming them): beam
+tilt, trefoil, tetrafoil, CTF shift and anisotropic magnification when
+non-zero, ``ctf/scale`` when not 1.
 """
 from __future__ import annotations
 
@@ -24,13 +36,18 @@ from pathlib import Path
 import numpy as np
 
 from .mrc_stacks import check_stacks, header_nx
-from .particles import DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle
+from .particles import (DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle,
+                        unique_images, warn_data)
 from .units import ctf_from_microscope
 
 
 # cryoSPARC fields read by read_cryosparc (all lengths in Å, angles in radians).
 CRYOSPARC_REQUIRED = ("blob/path", "blob/idx", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",
                       "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast")
+# Aberrations the objective's CTF does not model, with the value that means "none" (cryoSPARC
+# stores ctf/anisomag as the matrix minus the identity).
+IGNORED = {"ctf/tilt_A": 0.0, "ctf/trefoil_A": 0.0, "ctf/tetra_A": 0.0, "ctf/shift_A": 0.0,
+           "ctf/anisomag": 0.0, "ctf/scale": 1.0}
 
 
 def pose_to_matrix(pose: np.ndarray) -> np.ndarray:
@@ -46,11 +63,47 @@ def _load(cs: Path) -> np.ndarray:
     try:
         data = np.load(cs, allow_pickle=False)
     except Exception as exc:   # a pickle, a text file, a truncated array...
+        objects = _object_fields(cs)
+        if objects:
+            raise DataError(f"{cs}: field {', '.join(objects)} holds Python objects (dtype O), "
+                            f"which only unpickling could read; save the array with fixed-size "
+                            f"fields (e.g. bytes 'S' for paths)") from exc
         raise DataError(f"{cs}: not a cryoSPARC .cs file (cryoSPARC writes a numpy structured "
                         f"array, np.save format)") from exc
     if not isinstance(data, np.ndarray) or data.dtype.names is None or data.ndim != 1:
         raise DataError(f"{cs}: not a cryoSPARC .cs file (a numpy array without named fields)")
     return data
+
+
+def _object_fields(cs: Path) -> list[str]:
+    """Names of the fields of dtype object in an ``.npy``-format header (none when unreadable)."""
+    try:
+        with open(cs, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            dtype = read(fh, max_header_size=1 << 20)[2]
+    except Exception:
+        return []
+    return [name for name in dtype.names or () if dtype.fields[name][0].hasobject]
+
+
+def _vectors(data: np.ndarray, cs: Path, field: str, size: int, what: str) -> np.ndarray:
+    """A per-particle vector field of ``size`` components, float64, or a DataError saying its shape."""
+    shape = data.dtype.fields[field][0].shape
+    if shape != (size,):
+        raise DataError(f"{cs}: field {field} has shape {shape or '()'} per particle; cryoSPARC "
+                        f"writes {what} ({size} components)")
+    return np.stack([numeric(data[field][:, i], cs, field) for i in range(size)], axis=1)
+
+
+def _warn_ignored(data: np.ndarray, cs: Path) -> None:
+    used = [f for f, neutral in IGNORED.items() if f in data.dtype.names and data.dtype.fields[f][0]
+            .base.kind in "biuf" and np.any(np.asarray(data[f], dtype=np.float64) != neutral)]
+    if used:
+        warn_data(f"{cs}: ignored, the objective's CTF does not model them: {', '.join(used)} "
+                  f"(beam tilt, trefoil, tetrafoil, CTF shift, anisotropic magnification, CTF "
+                  f"scale); the images are used as if they had none")
 
 
 def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None = None,
@@ -74,12 +127,16 @@ def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None
     ``ctf/bfactor``              B-factor (optional, Å^2)
     ``alignments3D/pose``        rotation vector ``r``, RELION matrix
                                  ``exp([r]_x)^T`` (optional)
-    ``alignments3D/shift``       RELION origin in pixels, ``s = -shift`` (optional)
+    ``alignments3D/shift``       RELION origin in pixels of ``alignments3D/psize_A``
+                                 (default: the blob's), ``s = -shift * psize_align
+                                 / psize_blob`` (optional)
     ==========================  =============================================
 
-    Other fields are ignored: ``ctf/scale`` (pyem does not map it either),
-    beam tilt, trefoil, tetrafoil and anisotropic magnification (higher-order
-    aberrations the objective does not model).
+    Ignored, with one warning when not neutral: ``ctf/scale`` (pyem does not
+    map it either), beam tilt, trefoil, tetrafoil, CTF shift and anisotropic
+    magnification (aberrations the objective does not model).  Particles
+    that repeat an image are dropped with a warning
+    (:func:`problems.data.particles.unique_images`).
 
     Raises
     ------
@@ -127,13 +184,15 @@ def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None
         phase_shift_deg=np.rad2deg(optional("ctf/phase_shift_rad")))
     rotations = shifts = None
     if "alignments3D/pose" in names:
-        pose = np.stack([numeric(data["alignments3D/pose"][:, i], cs, "alignments3D/pose")
-                         for i in range(3)], axis=1)
-        rotations = pose_to_matrix(pose)
+        rotations = pose_to_matrix(_vectors(data, cs, "alignments3D/pose", 3, "a rotation vector"))
     if "alignments3D/shift" in names:
-        shifts = -np.stack([numeric(data["alignments3D/shift"][:, i], cs, "alignments3D/shift")
-                            for i in range(2)], axis=1)
-    return ParticleStack(cs, box, apix, ctf, rotations, shifts, files, slices, "blob/path")
+        shifts = -_vectors(data, cs, "alignments3D/shift", 2, "a shift in pixels")
+        if "alignments3D/psize_A" in names:        # shifts are in the refinement's pixels
+            shifts *= (numeric(data["alignments3D/psize_A"], cs, "alignments3D/psize_A",
+                               positive=True) / apix)[:, None]
+    _warn_ignored(data, cs)
+    return unique_images(ParticleStack(cs, box, apix, ctf, rotations, shifts, files, slices,
+                                       "blob/path"))
 
 
 def _pixel_size(data: np.ndarray, cs: Path, names: set, given: float | None) -> float:

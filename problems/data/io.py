@@ -10,11 +10,15 @@ stacks by one rule (:func:`problems.data.particles.resolve_stack`).  Image
 stacks are read by positioned reads (:mod:`problems.data.mrc_stacks`), so a
 stack larger than memory is read chunk by chunk.
 
-Bad input (a missing stack, an image index beyond a stack's end, a truncated
-or corrupt MRC, a missing CTF column, a non-numeric or out-of-range value,
-non-square images, NaN pixels) raises one :class:`DataError` whose message
-names the file, the particle row and the field; headers and index ranges are
-checked when the particle file is opened, pixels when they are read.
+Bad input (a missing stack, an image index beyond a stack's end, an MRC
+whose size disagrees with its header, a complex or unknown mode, a missing
+CTF column, a non-numeric or out-of-range value, non-square images, a name
+without ``N@`` for a multi-image file, 3D or CTF-premultiplied particles, a
+malformed ``.cs`` field, NaN pixels) raises one :class:`DataError` whose
+message names the file, the particle row and the reason; headers and index
+ranges are checked when the particle file is opened, pixels when they are
+read.  What is read but not modelled (duplicate images, beam tilt and other
+aberrations, incomplete poses) gives one :class:`DataWarning` per file.
 Nothing here writes except :func:`write_mrc` and
 :func:`write_particles`, which write under temporary names and rename.
 

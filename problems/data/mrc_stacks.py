@@ -3,18 +3,51 @@
 A header that ``mrcfile`` refuses in strict mode but reads in permissive
 mode (most often: no ``MAP `` identifier at byte 208, as older tools write
 and RELION, cryodrgn and ``mrcfile``'s permissive mode accept) is read with
-one :class:`DataWarning`; the size (``nx = ny`` = the box, ``nz`` images
-present in the file) and the mode (a known data type) are still checked.
+one :class:`DataWarning`; the size and the mode are still checked.
+
+What the header must agree with (else one :class:`DataError`):
+
+* the mode is a real pixel type: 0 (int8), 1 (int16), 2 (float32),
+  6 (uint16) or 12 (float16); complex modes 3 and 4 are refused (dropping
+  their imaginary parts would change the images), and so is packed 4-bit
+  mode 101;
+* the file size is exactly ``1024 + nsymbt + nx * ny * nz * bytes per
+  pixel`` (header, extended header, data): shorter is "truncated", longer
+  means the mode or dimensions do not describe the data;
+* ``nx = ny`` = the particle file's box, and ``nz`` covers its indices.
+
+gzip and bzip2 files (as ``mrcfile.new(..., compression="gzip")`` writes
+them) are recognised by their magic bytes and read through the same
+decompression ``mrcfile`` uses (:mod:`gzip`, :mod:`bz2`), one sequential
+stream per stack; their size can only be checked as they are read, so a
+short or over-long compressed file is refused at that point.
 """
 from __future__ import annotations
 
+import bz2
+import gzip
 import warnings
+import zlib
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
-from .particles import DataError, DataWarning
+from .particles import DataError, warn_data
+
+# MRC modes with real pixels (mrcfile's table); 3 and 4 are complex, 101 is packed 4-bit.
+REAL_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
+COMPRESSION = {b"\x1f\x8b": ("gzip", gzip.open), b"BZh": ("bzip2", bz2.open)}
+
+
+def compression(path: Path):
+    """``(name, opener)`` of a gzip or bzip2 file (by its magic bytes), else ``None``."""
+    with open(path, "rb") as fh:
+        head = fh.read(3)
+    for magic, found in COMPRESSION.items():
+        if head.startswith(magic):
+            return found
+    return None
 
 
 def read_header(path: Path, source: Path, field: str, warn: bool = True):
@@ -36,11 +69,12 @@ def read_header(path: Path, source: Path, field: str, warn: bool = True):
             raise ValueError("file too short for an MRC header")
         dtype = mrcfile.utils.data_dtype_from_header(header)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable MRC stack (header: {strict}; {exc}; named by "
-                        f"{field} in {source})") from exc
+        reason = str(strict) if str(exc) == str(strict) else f"{strict}; {exc}"
+        raise DataError(f"{path}: not a readable MRC stack ({reason}; named by {field} in "
+                        f"{source})") from exc
     if warn:
-        warnings.warn(f"{path}: {strict}; read anyway as RELION and mrcfile's permissive mode do "
-                      f"(size and mode checked)", DataWarning, stacklevel=3)
+        warn_data(f"{path}: {strict}; read anyway as RELION and mrcfile's permissive mode do "
+                  f"(size and mode checked)")
     return header, dtype
 
 
@@ -55,7 +89,11 @@ class StackReader:
     def __init__(self, path: Path, box: int, source: Path, field: str = "rlnImageName",
                  warn: bool = True):
         header, self.dtype = read_header(path, source, field, warn)
-        nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+        nx, ny, nz, mode = int(header.nx), int(header.ny), int(header.nz), int(header.mode)
+        if mode not in REAL_MODES:
+            kind = "complex" if mode in (3, 4) else "packed 4-bit" if mode == 101 else "unknown"
+            raise DataError(f"{path}: MRC mode {mode} ({kind} pixels; named by {field} in {source}): "
+                            f"cryoopt reads real images, modes {sorted(REAL_MODES)}")
         self.offset = 1024 + int(header.nsymbt)
         if nx != ny:
             raise DataError(f"{path}: images are {nx} x {ny} pixels (header nx, ny); cryoopt needs "
@@ -66,35 +104,87 @@ class StackReader:
             raise DataError(f"{path}: header nz = {nz}: the stack holds no image")
         self.path, self.box, self.count, self.field = path, box, nz, field
         self.image_bytes = box * box * self.dtype.itemsize
-        available = (path.stat().st_size - self.offset) // self.image_bytes
-        if available < nz:
-            raise DataError(f"{path}: truncated: header nz says {nz} images, the file holds "
-                            f"{available}")
+        self.expected = self.offset + nz * self.image_bytes
+        self.layout = (f"1024-byte header + {self.offset - 1024}-byte extended header + nz {nz} x "
+                       f"{nx} x {ny} pixels of mode {mode} ({REAL_MODES[mode]}) = {self.expected} "
+                       f"bytes")
+        self.compressed, self._stream = compression(path), None
+        if self.compressed is None:
+            self._check_size(path.stat().st_size)
+
+    def _check_size(self, size: int, what: str = "the file has") -> None:
+        if size < self.expected:
+            available = max(size - self.offset, 0) // self.image_bytes
+            raise DataError(f"{self.path}: truncated: header nz says {self.count} images, "
+                            f"{what} {size} bytes, {available} whole images ({self.layout})")
+        if size > self.expected:
+            raise DataError(f"{self.path}: {what} {size} bytes, {size - self.expected} more than "
+                            f"its header describes ({self.layout}): the header's mode or "
+                            f"dimensions do not match the data")
 
     def read(self, first: int, count: int) -> np.ndarray:
         if first + count > self.count:
             raise DataError(f"{self.path}: image {first + count} requested ({self.field}) but the "
                             f"stack has {self.count} images")
+        if self.compressed is not None:
+            return self._read_compressed(first, count)
         with open(self.path, "rb") as fh:
             fh.seek(self.offset + first * self.image_bytes)
             data = np.fromfile(fh, dtype=self.dtype, count=count * self.box * self.box)
         return data.reshape(count, self.box, self.box)
 
+    def _read_compressed(self, first: int, count: int) -> np.ndarray:
+        """Read from one decompressing stream (forward seeks decompress, not re-read the file)."""
+        name, opener = self.compressed
+        if self._stream is None:
+            self._stream = opener(self.path, "rb")
+        start = self.offset + first * self.image_bytes
+        try:
+            self._stream.seek(start)
+            raw = self._stream.read(count * self.image_bytes)
+            if len(raw) < count * self.image_bytes:
+                self._check_size(start + len(raw), f"{name}-decompressed it holds only")
+            if first + count == self.count and self._stream.read(1):
+                self._stream.seek(0, 2)             # to the end, to say by how much
+                self._check_size(self._stream.tell(), f"{name}-decompressed it has")
+        except (EOFError, OSError, ValueError, zlib.error) as exc:   # a cut or corrupt stream
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"{self.path}: {name} stream is truncated or corrupt ({exc}; reading "
+                            f"images {first + 1}-{first + count}, named by {self.field})") from exc
+        return np.frombuffer(raw, dtype=self.dtype).reshape(count, self.box, self.box)
 
-def check_stacks(files: list[Path], slices: np.ndarray, box: int, source: Path, field: str) -> None:
+    def close(self) -> None:
+        """Close the decompressing stream, if one is open (plain stacks hold no open file)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def check_stacks(files: list[Path], slices: np.ndarray, box: int, source: Path, field: str,
+                 whole: np.ndarray | None = None) -> None:
     """Open every referenced stack's header once and check that the indices exist.
 
     Catches a missing stack, a corrupt or truncated header, a wrong or
     non-square box, and an image count that does not cover the particle file's
-    indices, before any pixel is read.  A header read permissively warns once
-    per stack, here.
+    indices, before any pixel is read.  ``whole`` marks the particles named
+    by a bare file name (no ``N@``): RELION reads such a name as the whole
+    file, one image, so the file must hold exactly one 2D image.  A header
+    read permissively warns once per stack, here.
     """
     last: dict[Path, int] = {}
     for path, idx in zip(files, slices):
         if idx > last.get(path, -1):
             last[path] = int(idx)
+    single = {} if whole is None else {files[i]: i for i in np.flatnonzero(whole)[::-1]}
     for path, top in last.items():
         reader = StackReader(path, box, source, field)
         if top >= reader.count:
             raise DataError(f"{source}: {field} refers to image {top + 1} of {path}, which holds "
                             f"only {reader.count} images (header nz)")
+        if path in single and reader.count != 1:
+            row = single[path]
+            raise DataError(f"{source}: particle {row + 1}: {field} names {path.name} without N@, "
+                            f"which RELION reads as the whole file, one 2D image, but it holds "
+                            f"{reader.count} images or sections (header nz); write N@{path.name} "
+                            f"to pick one")

@@ -9,7 +9,9 @@ row) and the field.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,23 @@ class DataError(ValueError):
 
 class DataWarning(UserWarning):
     """A data file is unusual but readable (e.g. an MRC header without its ``MAP`` identifier)."""
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1])      # problems/
+
+
+def warn_data(message: str) -> None:
+    """Issue a :class:`DataWarning` attributed to the first caller outside ``problems/``.
+
+    The warning then points at the user's line that loaded the data (their
+    script, notebook cell or command), not at the reader's own source line;
+    the message itself names the data file.  (``skip_file_prefixes`` does
+    this from Python 3.12; this walks the frames for 3.11.)
+    """
+    level, frame = 2, sys._getframe(1)          # stacklevel 2: warn_data's caller
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, DataWarning, stacklevel=level)
 
 
 @dataclass
@@ -55,6 +74,7 @@ class ParticleStack:
     _files: list[Path]
     _slices: np.ndarray
     _field: str = "rlnImageName"
+    _rows: np.ndarray | None = None     # the particle file's row of each particle (after de-duplication)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -66,9 +86,16 @@ class ParticleStack:
         images at a time, so memory stays at one chunk however large the
         stack is (a memory map would count every page touched as resident).
         """
+        readers: dict = {}
+        try:
+            yield from self._chunks(chunk, readers)
+        finally:                                    # compressed stacks hold an open stream
+            for reader in readers.values():
+                reader.close()
+
+    def _chunks(self, chunk: int, readers: dict):
         from .mrc_stacks import StackReader
 
-        readers: dict[Path, StackReader] = {}
         for start in range(0, len(self), chunk):
             stop = min(start + chunk, len(self))
             out = np.empty((stop - start, self.box_size, self.box_size), dtype=np.float32)
@@ -87,10 +114,42 @@ class ParticleStack:
             finite = np.isfinite(out).all(axis=(1, 2))
             if not finite.all():
                 bad = start + int(np.flatnonzero(~finite)[0])
+                row = bad if self._rows is None else int(self._rows[bad])
                 raise DataError(f"{self._files[bad]}: image {self._slices[bad] + 1} contains "
-                                f"NaN or infinite pixels (particle {bad + 1} of {self.star_path}, "
+                                f"NaN or infinite pixels (particle {row + 1} of {self.star_path}, "
                                 f"{self._field})")
             yield start, out
+
+
+def unique_images(stack: ParticleStack) -> ParticleStack:
+    """``stack`` without particles that repeat an earlier particle's image (same stack, same index).
+
+    Symmetry expansion (``relion_particle_symmetry_expand``), joined STAR
+    files and re-imported ``.cs`` files list one image several times, often
+    with different poses.  The objective marginalises the pose, so a copy
+    adds no information, and a held-out image with a copy in the training
+    set would make the test NLL a training NLL.  The first occurrence of
+    each image is kept (with its CTF and pose) and one :class:`DataWarning`
+    gives the count and the first repeat.
+    """
+    ids = {path: i for i, path in enumerate(dict.fromkeys(stack._files))}
+    keys = pd.DataFrame({"file": [ids[f] for f in stack._files], "index": stack._slices})
+    repeat = keys.duplicated().to_numpy()
+    if not repeat.any():
+        return stack
+    row = int(np.flatnonzero(repeat)[0])
+    first = int(np.flatnonzero((keys["file"] == keys["file"][row]).to_numpy()
+                               & (stack._slices == stack._slices[row]))[0])
+    warn_data(f"{stack.star_path}: {int(repeat.sum())} of {len(stack)} particles repeat an earlier "
+              f"particle's image (same stack and index, as symmetry expansion or joined files write "
+              f"them; e.g. particle {row + 1} is particle {first + 1}'s image "
+              f"{stack._slices[row] + 1} of {stack._files[row].name}); kept the first of each, so "
+              f"that no held-out image has a copy among the training images")
+    keep = np.flatnonzero(~repeat)
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    return replace(stack, ctf=stack.ctf.subset(keep), rotations=pick(stack.rotations),
+                   shifts=pick(stack.shifts), _files=[stack._files[i] for i in keep],
+                   _slices=stack._slices[keep], _rows=keep)
 
 
 def numeric(values, source: Path, field: str, *, positive: bool = False,

@@ -187,7 +187,8 @@ def preprocess_stack(stack: ParticleStack, band: Band, box: int | None = None,
         sigma = acc.sigma
         if not sigma > 0:
             raise DataError(f"{stack.star_path}: image background is constant (noise sigma "
-                            f"estimate {sigma}); cannot normalise")
+                            f"estimate {sigma}); cannot normalise by it; pass normalise=False (CLI: "
+                            f"--problem-arg normalise=false) to use the pixel values as they are")
         if sigma < NOISE_FREE_RATIO * acc.sigma_total:
             raise DataError(
                 f"{stack.star_path}: the image background looks noise-free: its sigma "

@@ -13,11 +13,29 @@ RELION conventions used (source: RELION's ``ctf.h`` / ``euler.cpp`` and the
   multiplying the whole CTF, as in ``CTF::getCTF``;
 * optics-group columns (3.1) apply to the particles of their group; a
   particles block without ``rlnOpticsGroup`` is group 1, as RELION reads it;
-* ``rlnImageName`` is ``N@stack`` (1-based ``N``) or a single-image file name.
+* ``rlnImageName`` is ``N@stack`` (1-based ``N``) or a file name alone,
+  which RELION reads as the whole file: accepted only when the file holds
+  exactly one 2D image.
+
+Layouts read as RELION and ``starfile`` read them: ``data_optics`` as a
+loop or as key-value pairs, an optics block without a name (``data_``,
+recognised by ``rlnOpticsGroup`` and no ``rlnImageName``), a single
+particle written as key-value pairs, CR-only (classic Mac) line endings.
+
+Refused (one :class:`DataError` naming file, row and reason): 3D particles
+(``rlnImageDimensionality`` 3, subtomograms) and CTF-premultiplied images
+(``rlnCtfDataAreCtfPremultiplied`` 1), since the objective's forward model
+multiplies raw 2D images' projections by the CTF once.  Said and ignored
+(one :class:`DataWarning` per file naming the fields): beam tilt, odd and
+even Zernike aberrations and the anisotropic magnification matrix, when
+they are not zero (identity); pose columns that are incomplete (a missing
+angle or origin column: the file's poses are not read).
 """
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,22 +44,110 @@ import starfile
 
 from ..model.poses import euler_to_matrix
 from .mrc_stacks import check_stacks, header_nx
-from .particles import DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle
+from .particles import (DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle,
+                        unique_images, warn_data)
 from .units import ctf_from_microscope
 
 # Columns without which the CTF cannot be evaluated (B-factor, phase shift and scale have defaults).
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
                "rlnSphericalAberration", "rlnAmplitudeContrast")
+# Aberrations the objective's CTF does not model, with the value that means "none".
+IGNORED = {"rlnBeamTiltX": 0.0, "rlnBeamTiltY": 0.0, "rlnOddZernike": 0.0, "rlnEvenZernike": 0.0,
+           "rlnMagMat00": 1.0, "rlnMagMat01": 0.0, "rlnMagMat10": 0.0, "rlnMagMat11": 1.0}
+POSE_GROUPS = (("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"), ("rlnOriginXAngst", "rlnOriginYAngst"),
+               ("rlnOriginX", "rlnOriginY"))
 
 
-def _particles_block(blocks: dict, star: Path) -> pd.DataFrame:
+def _read_blocks(star: Path) -> dict[str, pd.DataFrame]:
+    """The file's blocks as tables (key-value blocks become one-row tables); CR-only endings read."""
+    with open(star, "rb") as fh:
+        head = fh.read(1 << 16)
+    try:
+        if b"\r" in head and b"\n" not in head:    # classic Mac endings: starfile sees one line
+            with tempfile.TemporaryDirectory() as tmp:
+                copy = Path(tmp) / star.name
+                copy.write_bytes(star.read_bytes().replace(b"\r", b"\n"))
+                blocks = starfile.read(copy, always_dict=True)
+        else:
+            blocks = starfile.read(star, always_dict=True)
+    except Exception as exc:
+        raise DataError(f"{star}: cannot parse STAR file ({exc})") from exc
+    tables = {}
+    for name, block in blocks.items():
+        if isinstance(block, dict) and block:            # key-value pairs: one row
+            block = pd.DataFrame({key: [value] for key, value in block.items()})
+        if isinstance(block, pd.DataFrame):
+            tables[name] = block
+    return tables
+
+
+def _particles_and_optics(blocks: dict, star: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The particle table, and the optics table when there is one (named or not)."""
+    listing = ", ".join(f"data_{name}" for name in blocks) or "none"
     if "particles" in blocks:
-        return blocks["particles"]
-    tables = [b for b in blocks.values() if isinstance(b, pd.DataFrame) and "rlnImageName" in b]
-    if len(tables) != 1:
-        raise DataError(f"{star}: no data_particles block (and not exactly one block with "
-                        f"rlnImageName)")
-    return tables[0]
+        particles = blocks["particles"]
+    else:
+        tables = [b for b in blocks.values() if "rlnImageName" in b]
+        if len(tables) != 1:
+            raise DataError(f"{star}: no data_particles block, and {len(tables)} blocks (not one) "
+                            f"with an rlnImageName column (blocks: {listing})")
+        particles = tables[0]
+    optics = blocks.get("optics")
+    if optics is None:                                   # an unnamed optics block (data_)
+        others = [b for b in blocks.values() if b is not particles and "rlnOpticsGroup" in b
+                  and "rlnImageName" not in b]
+        if len(others) > 1:
+            raise DataError(f"{star}: no data_optics block and {len(others)} blocks that could be "
+                            f"it (rlnOpticsGroup without rlnImageName; blocks: {listing})")
+        optics = others[0] if others else None
+    if len(particles) == 0:
+        raise DataError(f"{star}: no particles (the particle block has no rows; blocks: {listing})")
+    return particles, (None if optics is particles else optics)
+
+
+def _first_bad(particles: pd.DataFrame, star: Path, column: str, ok) -> int | None:
+    if column not in particles.columns:
+        return None
+    values = numeric(particles[column], star, column)
+    bad = np.flatnonzero(~ok(values))
+    return int(bad[0]) if bad.size else None
+
+
+def _refuse_unmodelled(particles: pd.DataFrame, star: Path) -> None:
+    """3D particles and CTF-premultiplied images: the objective's forward model fits neither."""
+    row = _first_bad(particles, star, "rlnImageDimensionality", lambda v: v == 2)
+    if row is not None:
+        value = particles["rlnImageDimensionality"].iloc[row]
+        raise DataError(f"{star}: particle {row + 1}: rlnImageDimensionality = {value}: cryoopt "
+                        f"reads 2D particle images only (3 means subtomograms)")
+    row = _first_bad(particles, star, "rlnCtfDataAreCtfPremultiplied", lambda v: v == 0)
+    if row is not None:
+        raise DataError(f"{star}: particle {row + 1}: rlnCtfDataAreCtfPremultiplied = 1: the "
+                        f"images were multiplied by their CTF, but the objective's forward model "
+                        f"assumes raw images and applies the CTF itself")
+
+
+def _numbers(value) -> list[float]:
+    """The numbers in a value: a number, or a Zernike list written as text (``[0.1,-0.2]``)."""
+    if isinstance(value, (int, float, np.number)):
+        return [float(value)]
+    found = re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", str(value))
+    return [float(x) for x in found] if found else [float("nan")]
+
+
+def _warn_ignored(particles: pd.DataFrame, star: Path) -> None:
+    """One warning naming the unmodelled aberration fields that are not at their neutral value."""
+    used = [c for c, neutral in IGNORED.items() if c in particles.columns and any(
+        x != neutral for v in particles[c].unique() for x in _numbers(v))]
+    if used:
+        warn_data(f"{star}: ignored, the objective's CTF does not model them: {', '.join(used)} "
+                  f"(beam tilt, odd / even Zernike aberrations, anisotropic magnification); the "
+                  f"images are used as if they had none")
+    partial = [(have, [c for c in group if c not in particles.columns]) for group in POSE_GROUPS
+               if 0 < len(have := [c for c in group if c in particles.columns]) < len(group)]
+    if partial:
+        said = "; ".join(f"{', '.join(h)} without {', '.join(m)}" for h, m in partial)
+        warn_data(f"{star}: incomplete pose columns ({said}): those poses are not read")
 
 
 def _apply_optics(particles: pd.DataFrame, optics: pd.DataFrame, star: Path) -> pd.DataFrame:
@@ -90,14 +196,21 @@ def _pixel_size(particles: pd.DataFrame, star: Path, given: float | None) -> flo
     return float(pixel[0])
 
 
-def parse_image_names(names, source: Path, field: str, datadir=None) -> tuple[list[Path], np.ndarray]:
-    """``N@stack`` (1-based) or a single-image file name -> (resolved stack paths, 0-based slices)."""
-    files, slices, resolved = [], [], {}
+def parse_image_names(names, source: Path, field: str,
+                      datadir=None) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """``N@stack`` (1-based) or a file name alone -> (stack paths, 0-based slices, which are whole files).
+
+    A name without ``N@`` is the whole file to RELION; it becomes slice 0,
+    and :func:`problems.data.mrc_stacks.check_stacks` then requires the
+    file to hold exactly one image.
+    """
+    files, slices, whole, resolved = [], [], [], {}
     for row, name in enumerate(names):
         text = name.decode() if isinstance(name, bytes) else str(name)
         idx, at, fname = text.partition("@")
+        whole.append(not at)
         if not at:
-            idx, fname = "1", text                    # a single image: the file's first
+            idx, fname = "1", text                    # the whole file: one image (checked)
         if not fname or not idx.strip().isdigit() or int(idx) < 1:
             raise DataError(f"{source}: particle {row + 1}: {field} {text!r} is not of the form "
                             f"N@stack.mrcs (N >= 1) or a file name")
@@ -105,7 +218,7 @@ def parse_image_names(names, source: Path, field: str, datadir=None) -> tuple[li
             resolved[fname] = resolve_stack(fname, source, field, datadir)
         files.append(resolved[fname])
         slices.append(int(idx) - 1)
-    return files, np.asarray(slices, dtype=np.int64)
+    return files, np.asarray(slices, dtype=np.int64), np.asarray(whole, dtype=bool)
 
 
 def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike | None = None,
@@ -130,25 +243,20 @@ def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike 
         raise DataError(f"{star}: STAR file not found")
     if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
         raise DataError(f"{star}: pixel_size={pixel_size!r} must be a number > 0")
-    try:
-        blocks = starfile.read(star, always_dict=True)
-    except Exception as exc:
-        raise DataError(f"{star}: cannot parse STAR file ({exc})") from exc
-    particles = _particles_block(blocks, star)
-    if not isinstance(particles, pd.DataFrame) or len(particles) == 0:
-        raise DataError(f"{star}: no particles")
-    optics = blocks.get("optics")
-    if isinstance(optics, pd.DataFrame) and particles is not optics:
+    particles, optics = _particles_and_optics(_read_blocks(star), star)
+    if optics is not None:
         particles = _apply_optics(particles, optics, star)
+    _refuse_unmodelled(particles, star)
     apix = _pixel_size(particles, star, pixel_size)
     if "rlnImageName" not in particles.columns:
         raise DataError(f"{star}: missing column rlnImageName")
-    files, slices = parse_image_names(particles["rlnImageName"], star, "rlnImageName", datadir)
+    files, slices, whole = parse_image_names(particles["rlnImageName"], star, "rlnImageName", datadir)
     if "rlnImageSize" in particles.columns:
         box = int(numeric(particles["rlnImageSize"], star, "rlnImageSize", positive=True)[0])
     else:
         box = header_nx(files[0], star, "rlnImageName")
-    check_stacks(files, slices, box, star, "rlnImageName")
+    check_stacks(files, slices, box, star, "rlnImageName", whole)
+    _warn_ignored(particles, star)
     for name in CTF_COLUMNS:
         if name not in particles.columns:
             raise DataError(f"{star}: missing column {name}")
@@ -171,4 +279,4 @@ def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike 
         shifts = -np.stack([col("rlnOriginXAngst"), col("rlnOriginYAngst")], axis=1) / apix
     elif {"rlnOriginX", "rlnOriginY"} <= set(particles.columns):       # RELION 3.0: pixels
         shifts = -np.stack([col("rlnOriginX"), col("rlnOriginY")], axis=1)
-    return ParticleStack(star, box, apix, ctf, rotations, shifts, files, slices)
+    return unique_images(ParticleStack(star, box, apix, ctf, rotations, shifts, files, slices))

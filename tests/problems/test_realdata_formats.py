@@ -414,7 +414,14 @@ def test_relion_project_agrees_on_mixed_optics_scale_and_bfactor(tmp_path):
     from problems.data.io import write_mrc
     from problems.data.simulate import clean_images
     from problems.model.fourier import oversampled_spectrum
-    from test_relion import _band_correlation, _blobs
+    import importlib.util
+    # tests/bench/experiments/test_relion.py is no package module (its folder is not on sys.path
+    # unless pytest collected it): load its helpers by path
+    spec = importlib.util.spec_from_file_location(
+        "_relion_helpers", Path(__file__).parents[1] / "bench" / "experiments" / "test_relion.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    _band_correlation, _blobs = helpers._band_correlation, helpers._blobs
 
     rng = np.random.default_rng(1515)
     n, apix, m = 64, 3.0, 8
