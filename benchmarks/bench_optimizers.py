@@ -44,7 +44,9 @@ class OptimizerQuality:
         with tempfile.TemporaryDirectory() as tmp:
             for name in NAMES:
                 res = run(prob, name, budget="3epochs", seed=0, results_dir=tmp, progress=False, compare_truth=False)
-                out[name] = res.final_test_nll if res.final_test_nll is not None else float("nan")
+                # a run that made no step (hessian-free at tiny) or failed has no quality: nan, not its start
+                ok = res.status == "finished" and res.final_test_nll is not None
+                out[name] = res.final_test_nll if ok else float("nan")
         return out
 
     def track_test_nll(self, cache, name):

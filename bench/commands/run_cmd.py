@@ -35,6 +35,7 @@ def add_args(p) -> None:
     p.add_argument("--set", action="append", default=[], metavar="K=V", help="hyperparameter")
     p.add_argument("--results", default="results", help="results directory")
     p.add_argument("--force", action="store_true", help="rerun even if the record exists")
+    p.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
     p.add_argument("--path", default=None, help="particle file (.star or .cs) for --problem star")
     p.add_argument("--problem-arg", action="append", default=[], metavar="K=V",
                    help="extra load_problem keyword, typed by the loader's signature, e.g. r_max=0.16, "
@@ -63,13 +64,18 @@ def main(args) -> int:
     result = run(problem, args.optimizer, hyper, budget=args.budget, seed=args.seed,
                  results_dir=args.results, force=args.force)
     start = problem.test_nll(problem.initial_density(args.seed))
-    truth = "" if problem.ground_truth is None else f", ground truth {problem.test_nll(problem.ground_truth):.3f}"
+    truth = None if problem.ground_truth is None else problem.test_nll(problem.ground_truth)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "initial_test_nll": start, "ground_truth_test_nll": truth},
+                         default=str))
+        return 0 if result.status in ("finished", "diverged") else 1
+    truth_text = "" if truth is None else f", ground truth {truth:.3f}"
     # A diverged run has no final test NLL (None): say so instead of failing to format it.
     final = "n/a" if result.final_test_nll is None else f"{result.final_test_nll:.3f}"
-    print(f"{'reused' if result.skipped else result.status}: test NLL {start:.3f} -> "
-          f"{final}{truth}\nrecord: {result.meta_path}")
-    if result.status != "finished":
-        message = json.loads(result.meta_path.read_text()).get("message")
-        if message:
-            print(f"{result.status}: {message}")
+    print(f"{result.status}: test NLL {start:.3f} -> {final}{truth_text}\nrecord: {result.meta_path}")
+    if result.message:
+        print(f"{result.status}: {result.message}")
+    if result.skipped:       # a reused record, failed or not, says so and how to redo it
+        print(f"reused: this record was made by an earlier run with the same inputs (status {result.status}); "
+              f"--force reruns it")
     return 0 if result.status in ("finished", "diverged") else 1

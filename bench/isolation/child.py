@@ -88,8 +88,12 @@ def run(sock: socket.socket, header: dict, x0: np.ndarray) -> None:
         send(sock, {"op": "error", "kind": "diverged", "message": str(exc)[:2000]})
         return
     except Exception as exc:
+        # the submission's own frames (file and line) say where it failed; the child's are left out
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("/app/cryoopt_child")]
+        where = "".join(f"\n  at {f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
+                        for f in frames[-3:])
         send(sock, {"op": "error", "kind": "error",
-                    "message": "".join(traceback.format_exception_only(exc)).strip()[:2000]})
+                    "message": ("".join(traceback.format_exception_only(exc)).strip() + where)[:2000]})
         return
     send(sock, {"op": "done"})
 

@@ -29,7 +29,7 @@ from problems.data.io import write_mrc
 from bench.score.curvature import estimate_curvature
 from bench.score.metrics import compare_to_truth
 from bench.score.reference import full_objective, run_scores
-from bench.run.records import environment, record_paths, run_key, write_record
+from bench.run.records import budget_verdict, environment, plugin_source_hash, record_paths, run_key, write_record
 from bench.run.runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
 from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
 from .sandbox import SandboxUnavailable
@@ -211,7 +211,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     problem = _load(spec)
     budget = parse_budget(spec["budget"], problem.n_train)
     label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"
-    key = run_key(problem.metadata["content_hash"], info["name"], full_hyper, spec["seed"], budget)
+    source = plugin_source_hash(spec["optimizer"])       # an edited submission file is a new run
+    key = run_key(problem.metadata["content_hash"], info["name"], full_hyper, spec["seed"], budget, source)
     parquet, meta_path = record_paths(Path(results_dir), label, spec["record_name"], key)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     ev = _Evaluator(problem, spec.get("compare_truth", True), meta_path, key, budget)
@@ -266,6 +267,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     evals = float(end.get("evals", 0.0))
     if status == "finished" and (end.get("budget") != budget or evals > budget + 1e-9 or not end.get("exhausted")):
         status, message = "error", "inconsistent ledger"
+    status, message, budget_use = budget_verdict(status, message, int(end.get("steps", 0)), evals, budget,
+                                                 float(end.get("max_step_cost", 0.0)))
     if x is not None:
         if not ev.rows or ev.rows[-1]["evals"] != evals:
             ev.checkpoint({"evals": evals, "wall_time": end.get("wall_time", 0.0),
@@ -285,7 +288,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
             "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
             "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),
             "snapshots": ev.snapshots, "fsc": ev.fsc, "calls": end.get("calls", {}),
-            "ledger": end.get("ledger"), "shared_memory_calls": end.get("shared_memory_calls", 0), **environment(), **scores}
+            "ledger": end.get("ledger"), "shared_memory_calls": end.get("shared_memory_calls", 0), **environment(), **scores,
+            **budget_use, **({"source_hash": source} if source else {})}
     meta_path.with_suffix(".log").write_text(child.text())
     rows = ev.rows or [{"evals": 0.0, "wall_time": 0.0, "train_objective": None, "test_nll": np.nan}]
     for row in rows:

@@ -51,6 +51,7 @@ class _Session:
         self.stats_layout = None          # (shape, dtype) of za, zq as expectation returns them
         self.exhausted = False
         self.last_step_evals = 0.0
+        self.steps, self.max_step_cost = 0, 0.0     # completed steps, for the record's budget verdict
         self.wall = 0.0
         self.max_payload = 64 * int(np.prod(oracle.shape)) * 4 + (64 << 20)
 
@@ -134,6 +135,8 @@ class _Session:
             return "diverged"
         if self.oracle.evals == self.last_step_evals:
             raise ProtocolViolation("the optimizer made a step that evaluated nothing")
+        self.steps += 1
+        self.max_step_cost = max(self.max_step_cost, self.oracle.evals - self.last_step_evals)
         self.last_step_evals = self.oracle.evals
         if self.next_cp < len(self.checkpoints) and self.oracle.evals >= self.checkpoints[self.next_cp]:
             self.next_cp = int(np.searchsorted(self.checkpoints, self.oracle.evals, side="right"))
@@ -230,6 +233,7 @@ def serve(control: socket.socket, opt: socket.socket) -> int:
         status, message = "error", f"ledger {session.ledger:g} != counter {oracle.evals:g}"
     session.report("end", session.last_x, status=status, message=message, calls=session.calls,
                    ledger=session.ledger, budget=oracle.budget, exhausted=session.exhausted,
+                   steps=session.steps, max_step_cost=session.max_step_cost,
                    shared_memory_calls=session.shm_calls)
     opt.close()
     return 0

@@ -88,10 +88,68 @@ class RunMeta:
             raise ValueError(f"{meta_path}: not a run record ({exc})") from exc
 
 
-def run_key(problem_hash: str, optimizer: str, hyper: dict, seed: int, budget: float) -> str:
-    text = json.dumps({"problem": problem_hash, "optimizer": optimizer, "hyper": hyper,
-                       "seed": seed, "budget": budget}, sort_keys=True, default=str)
+def run_key(problem_hash: str, optimizer: str, hyper: dict, seed: int, budget: float,
+            source: str | None = None) -> str:
+    """The record's name: a hash of everything that defines the run.
+
+    ``source``: the content hash of a file plug-in's source (:func:`plugin_source_hash`), so an edited
+    ``file.py:Class`` is a new run, not the old record; ``None`` (built-ins, entry points) leaves the
+    key as it was before the source was part of it.
+    """
+    fields_ = {"problem": problem_hash, "optimizer": optimizer, "hyper": hyper, "seed": seed, "budget": budget}
+    if source is not None:
+        fields_["source"] = source
+    text = json.dumps(fields_, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def plugin_source_hash(optimizer_spec: str) -> str | None:
+    """sha256 of the file of a ``path/to/file.py:Class`` spec (``None`` for a registered name)."""
+    path, sep, _ = str(optimizer_spec).rpartition(":")
+    if not sep or not path.endswith(".py") or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def budget_verdict(status: str, message: str, steps: int, evals: float, budget: float,
+                   max_step_cost: float) -> tuple[str, str, dict]:
+    """Say when a ``finished`` run did not really use its budget; returns ``(status, message, extra)``.
+
+    * no completed step (the first step was refused part-way, e.g. Hessian-free whose CG needs more
+      than the whole tiny budget): ``error``, since the density is the initial one and must not rank;
+    * more than one step's cost left unspent (``budget - evals > max_step_cost``: the next step asked
+      for more than any step before it): ``finished`` with a message, and ``budget_unspent`` in the
+      record for the leaderboard to mark.
+
+    ``extra`` (written into the record): ``steps``, ``unspent_evals`` and ``budget_unspent``.
+    """
+    unspent = max(float(budget) - float(evals), 0.0)
+    extra = {"steps": int(steps), "unspent_evals": unspent, "budget_unspent": False}
+    if status != "finished":
+        return status, message, extra
+    if steps == 0:
+        return "error", (f"no step completed: {evals:g} of {budget:g} evaluations were spent inside the first "
+                         f"step, which did not fit the budget; the density is the initial one (raise the budget "
+                         f"or make a step cheaper)"), extra
+    if unspent > max_step_cost:
+        extra["budget_unspent"] = True
+        return status, (f"budget not used: {unspent:g} of {budget:g} evaluations left unspent, more than the "
+                        f"costliest of {steps} steps ({max_step_cost:g}); the next step asked for more than "
+                        f"was left"), extra
+    return status, message, extra
+
+
+def user_frames(exc: BaseException, n: int = 3, harness: tuple[str, ...] = ()) -> str:
+    """The last ``n`` frames (file, line, function, code) of ``exc``'s traceback outside the harness.
+
+    ``harness``: folder prefixes whose frames are left out (the runner's own); the rest is the
+    optimizer's code (a plug-in file, a built-in, or a library it calls).
+    """
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not any(f.filename.startswith(h) for h in harness)]
+    return "".join(f"\n  at {f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
+                   for f in frames[-n:])
 
 
 def record_paths(results_dir: Path, problem_label: str, optimizer: str, key: str) -> tuple[Path, Path]:

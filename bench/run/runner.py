@@ -25,7 +25,8 @@ from bench.score.curvature import estimate_curvature
 from bench.score.metrics import compare_to_truth
 from bench.score.reference import full_objective, run_scores
 from .guard import TamperingDetected, check_ledger, guarded
-from .records import RunMeta, environment, record_paths, run_key, write_record
+from .records import (RunMeta, budget_verdict, environment, plugin_source_hash, record_paths, run_key, user_frames,
+                      write_record)
 from .spec import RunSummary
 
 SNAPSHOT_EVALS = (5_000, 50_000)
@@ -70,7 +71,8 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     full_hyper = hyperparameters(opt)
     budget_evals = parse_budget(budget, problem.n_train)
     label = problem_label(problem)
-    key = run_key(problem.metadata["content_hash"], opt.name, full_hyper, seed, budget_evals)
+    source = plugin_source_hash(optimizer_spec)       # an edited plug-in file is a new run
+    key = run_key(problem.metadata["content_hash"], opt.name, full_hyper, seed, budget_evals, source)
     parquet, meta_path = record_paths(Path(results_dir), label, opt.name, key)
     if meta_path.exists() and not force:
         done = RunMeta.read(meta_path)
@@ -85,6 +87,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     rows: list[dict] = []
     snapshots: dict[str, str] = {}
     opt_time = 0.0
+    steps, max_step_cost = 0, 0.0
 
     def record(x_now: np.ndarray) -> None:
         rows.append({"evals": oracle.evals, "wall_time": opt_time, "train_objective": oracle.last_value,
@@ -127,7 +130,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                 before = oracle.evals
                 t0 = time.perf_counter()
                 try:
-                    x, state = opt.step(x, state, facade, rng)
+                    x_new, state = opt.step(x, state, facade, rng)
                 except BudgetExhausted as exc:
                     check_ledger(oracle, ledger, before)
                     if oracle.evals == 0:   # not one step fitted: say why, never "finished"
@@ -138,8 +141,12 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
                     break
                 check_ledger(oracle, ledger, before)
                 opt_time += time.perf_counter() - t0
+                steps, max_step_cost = steps + 1, max(max_step_cost, oracle.evals - before)
                 bar.update(oracle.evals - before)
-                x = np.asarray(x, dtype=np.float32)
+                x_new = np.asarray(x_new, dtype=np.float32)
+                if x_new.shape != x.shape:    # kept out of x: the record below evaluates x
+                    raise ValueError(f"step returned a density of shape {x_new.shape}, expected {x.shape}")
+                x = x_new
                 if not np.isfinite(x).all():
                     status, message = "diverged", f"non-finite density after {oracle.evals:g} evaluations"
                     break
@@ -160,13 +167,15 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         except KeyboardInterrupt:
             status, message = "interrupted", "KeyboardInterrupt"
         except Exception as exc:  # an optimizer's bug must not crash the harness
-            status, message = "error", "".join(traceback.format_exception_only(exc)).strip()
+            status, message = "error", "".join(traceback.format_exception_only(exc)).strip() + user_frames(
+                exc, harness=(str(Path(__file__).parents[1]),))       # where in the optimizer's code
         finally:
             bar.close()
     if rows[-1]["evals"] != oracle.evals:
         record(x)
     if np.isfinite(x).all():
         snapshot(x, "final")
+    status, message, budget_use = budget_verdict(status, message, steps, oracle.evals, budget_evals, max_step_cost)
     final = rows[-1]["test_nll"]
     scores = run_scores(problem, results_dir, x, final, train_objectives, f"{opt.name}/{key}") if scored else {}
     reference = None
@@ -184,7 +193,8 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         reference_test_nll=reference, pixel_size_angstrom=problem.metadata.get("pixel_size_angstrom"),
         band_radius=problem.band.r_max, n_train=problem.n_train,
         optimizer_seconds=opt_time, snapshots=snapshots, fsc=fsc_results,
-        calls=ledger.calls, extra={**environment(), **scores, "curvature": curvature},
+        calls=ledger.calls, extra={**environment(), **scores, **budget_use, "curvature": curvature,
+                                   **({"source_hash": source} if source else {})},
     )
     for row in rows:
         row.update(run_key=key, optimizer=opt.name, seed=seed, problem=label)

@@ -122,9 +122,18 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
                     for p in records if reference is not None and p.exists()]
             row[col] = float(np.median(hits)) if hits else np.nan
         row.update(summarize(results_dir, entry))
+        row["budget_unspent"] = sum(_unspent(Path(results_dir) / r["record"]) for r in entry["runs"] if r.get("record"))
         row["_entry"] = entry
         rows.append(row)
     return _ranked(pd.DataFrame(rows), results_dir)
+
+
+def _unspent(meta_path: Path) -> bool:
+    """Whether a run left more than one step's cost of its budget unspent (:func:`bench.run.records.budget_verdict`)."""
+    try:
+        return bool(json.loads(meta_path.read_text()).get("budget_unspent"))
+    except (OSError, ValueError):
+        return False
 
 
 def _ranked(table: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
@@ -162,6 +171,8 @@ def to_markdown(table: pd.DataFrame, label: str, budget: str | None = None) -> s
     num = lambda v, p=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
     for i, r in table.iterrows():
         name = f"**{r.optimizer}** (submitted)" if r.submitted else r.optimizer
+        if r.get("budget_unspent"):          # it stopped early for lack of budget: not a like-for-like result
+            name += f" (budget unspent in {r.budget_unspent} of {r.seeds} seeds)"
         nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
         ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
         sub = num(r.get("suboptimality"), 4) + (" (beat the reference)" if r.get("beat_reference") else "")

@@ -102,7 +102,8 @@ def test_expectation_m_step_and_hvp_through_the_server(tiny, tmp_path, base):
     file = tmp_path / "wrapped.py"
     file.write_text(f"from dataclasses import dataclass\nfrom optimizers import {base}\n\n\n"
                     f"@dataclass(frozen=True)\nclass Attack({base}):\n    name = 'wrapped'\n"
-                    + ("    m_step_iterations: int = 3\n" if base == "EM" else ""))
+                    + ("    m_step_iterations: int = 3\n" if base == "EM" else
+                       "    batch_size: int = 20\n"))     # one HF step (20 + 5 CG HVPs x 40 = 220) fits in 400
     res = run_isolated({"problem": "synthetic", "scale": "tiny", "data_seed": 0, "optimizer": f"{file}:Attack",
                         "hyper": {}, "seed": 0, "budget": 400, "record_name": "sub-w", "compare_truth": False},
                        INFO, results_dir=tmp_path / "results", timeout=120)
