@@ -1,10 +1,11 @@
 """Reproduce a figure of Punjani & Brubaker 2015 (fig3, fig4, fig6) with the paper's protocol: tunes each
-method's learning rate on a subset, runs or reuses its runs, draws it and reports the wall time."""
+method's learning rate on a subset, runs or reuses its runs, draws it and reports the wall time; or
+``toader``: Toader, Brubaker & Lederman's conditioning study and refinement runs (reports/toader/)."""
 from __future__ import annotations
 
 
 def add_args(p) -> None:
-    p.add_argument("figure", choices=["fig3", "fig4", "fig6"])
+    p.add_argument("figure", choices=["fig3", "fig4", "fig6", "toader"])
     p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--problems", nargs="+", choices=["synthetic", "realistic"], default=None,
                    help="panels (default: fig3/fig4 both, fig6 synthetic)")
@@ -17,6 +18,11 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    if args.figure == "toader":
+        from bench.experiments.toader_report import reproduce_toader
+        for path in reproduce_toader(args.scale, args.out):
+            print(f"written: {path}")
+        return 0
     from bench.experiments.reproduce import reproduce
     problems = tuple(args.problems) if args.problems else None
     for path in reproduce(args.figure, args.scale, args.results, args.out, n_jobs=args.jobs, problems=problems,

@@ -1,0 +1,230 @@
+"""``cryoopt reproduce toader``: Toader, Brubaker & Lederman's experiments on our known-pose problem.
+
+Runs, from an empty cache, (1) the nearest-neighbour condition numbers
+(:mod:`bench.experiments.toader_kappa`: on the problem's poses with and
+without CTF for every radius of the band, and on uniform poses against
+their bound), (2) the certified reference and their four refinement runs
+(:mod:`bench.experiments.toader_runs`), and writes ``<out>/toader/``:
+``README.md`` (every finding of theirs next to ours), ``toader.json`` (all
+numbers), and the figures ``kappa.png``, ``loss.png``, ``fsc.png``,
+``fsc_heatmap.png``, ``diag_h.png``.  Timing of each phase goes into the
+report; which phase dominates is stated there.
+
+Scales: ``--scale`` picks the refine problem (``refine-known-poses``: tiny
+16 px, small 32 px, paper 64 px) and the size of the uniform-pose study
+(:data:`UNIFORM`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .toader_kappa import kappa_lower_bound, nn_diagonal, problem_kappa, uniform_kappa
+from .toader_runs import toader_runs
+
+# uniform-pose study per scale: box sizes, images per draw, draws (theirs: the "paper" row)
+UNIFORM = {"tiny": ((16, 32), 500, 2), "small": ((16, 32, 64, 128), 2000, 3),
+           "paper": ((16, 32, 64, 128, 192, 304), 10_000, 10)}
+EPOCHS = 10
+# Their numbers (reference repo logs; ../shared/papers/toader-brubaker-lederman-summary.md), units of 1e6
+THEIRS = {"sgd": (19.2, 3.27, 1.39), "sgd-diag": (12.4, 1.22, 0.41), "alg1": (18.7, 1.65, 0.51)}
+LABELS = {"sgd": "SGD (step doubling + Armijo)", "sgd-diag": "SGD, exact diag(H)",
+          "alg1": "Algorithm 1 (Hutchinson)", "alg1-nothreshold": "Algorithm 1, no threshold"}
+
+
+def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: int = 0,
+                     progress: bool = True) -> list[Path]:
+    from problems import load_problem
+    folder = Path(out) / "toader"
+    folder.mkdir(parents=True, exist_ok=True)
+    times = {}
+    t0 = time.perf_counter()
+    problem = load_problem("refine-known-poses", scale=scale, seed=seed)
+    times["problem"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kappa_a, diags = problem_kappa(problem)
+    times["kappa_problem_poses"] = time.perf_counter() - t0
+    sizes, n_uniform, draws = UNIFORM[scale]
+    t0 = time.perf_counter()
+    kappa_b = uniform_kappa(sizes, n_uniform, draws, seed=seed, progress=progress)
+    times["kappa_uniform_poses"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    runs = toader_runs(problem, EPOCHS, progress=progress)
+    times["reference"] = runs["reference_seconds"]
+    times["runs"] = time.perf_counter() - t0 - runs["reference_seconds"]
+    meta = {k: problem.metadata[k] for k in ("problem", "scale", "box_size", "r_max", "band_coefficients_half_plane",
+                                            "resolution_angstrom", "n_train", "n_test", "snr", "content_hash")}
+    record = {"problem": meta, "seconds": times, "kappa_problem_poses": kappa_a, "kappa_uniform_poses": kappa_b,
+              **{k: v for k, v in runs.items() if k not in ("exact_diagonal", "basis_radius")}}
+    paths = [folder / "toader.json"]
+    paths[0].write_text(json.dumps(record, indent=1, default=float))
+    paths += _figures(folder, problem, kappa_a, kappa_b, runs, diags)
+    paths.append(folder / "README.md")
+    paths[-1].write_text(markdown(record, scale))
+    return paths
+
+
+def _subopt(runs: dict, name: str, epoch: int) -> float:
+    return runs["runs"][name]["rows"][epoch]["suboptimality"]
+
+
+def _first_epoch_below(rows: list, level: float) -> int | None:
+    return next((r["epoch"] for r in rows if r["suboptimality"] <= level), None)
+
+
+def markdown(rec: dict, scale: str) -> str:
+    p, t, ref = rec["problem"], rec["seconds"], rec["reference"]
+    ka, kb = rec["kappa_problem_poses"], rec["kappa_uniform_poses"]
+    names = list(rec["runs"])
+    epochs = len(rec["runs"]["sgd"]["rows"]) - 1
+    shown = (1, max(1, epochs // 2), epochs)                   # theirs: 1, 5, 10
+    sub = {n: [_subopt(rec, n, e) for e in shown] for n in names}
+    r_diag, r_alg1 = sub["sgd"][2] / sub["sgd-diag"][2], sub["sgd"][2] / sub["alg1"][2]
+    order_ok = all(_subopt(rec, "sgd-diag", e) <= _subopt(rec, "alg1", e) < _subopt(rec, "sgd", e)
+                   for e in range(1, epochs + 1))
+    order_alg1 = all(_subopt(rec, "alg1", e) < _subopt(rec, "sgd", e) for e in range(1, epochs + 1))
+    sgd10 = sub["sgd"][2]
+    reach = {n: _first_epoch_below(rec["runs"][n]["rows"], sgd10) for n in ("sgd-diag", "alg1")}
+    thr = abs(sub["alg1"][2] - sub["alg1-nothreshold"][2]) / sub["alg1"][2]
+    spe = {n: rec["runs"][n]["seconds_per_epoch"] for n in names}
+    fsc10 = {n: rec["runs"][n]["rows"][-1]["fsc"] for n in names}
+    hi = int(round(0.9 * p["r_max"]))
+    above_a = all(k >= b * (1 - 1e-12) for k, b in zip(ka["no_ctf"], ka["bound"]))
+    above_b = all(r["kappa_min"] >= r["bound"] for r in kb)
+    dominant = max(t, key=t.get)
+    lines = [
+        f"# Toader, Brubaker & Lederman at our scale: {p['problem']}-{p['scale']}", "",
+        f"`cryoopt reproduce toader --scale {scale}` (bench/experiments/toader_report.py). "
+        f"Box {p['box_size']} px, band r_max = {p['r_max']:g} px ({p['resolution_angstrom']:.3g} Å), "
+        f"{p['band_coefficients_half_plane']} half-plane coefficients, {p['n_train']} training / {p['n_test']} test "
+        f"images, image SNR {p['snr']}; problem hash `{p['content_hash'][:12]}`. Theirs: 192 px, r = 95, "
+        "30,000 EMPIAR-10076 images. Numbers below: ours; theirs from the summary in `../shared/papers/`.", "",
+        "## Time per phase (seconds, this machine, shared)", "",
+        "| " + " | ".join(t) + " |", "|" + "---|" * len(t), "| " + " | ".join(f"{v:.1f}" for v in t.values()) + " |", "",
+        f"Dominant phase: **{dominant}** ({t[dominant]:.0f} s of {sum(t.values()):.0f} s).", "",
+        "## 1. Condition number against radius (nearest-neighbour slices, H diagonal, exact by counting)", "",
+        f"(a) The problem's {ka['n_images']} training poses, lambda = 1e-8 (kappa.png, left):", "",
+        "| r | " + " | ".join(str(r) for r in ka["radius"]) + " |", "|---|" + "---|" * len(ka["radius"]),
+        "| no CTF | " + " | ".join(f"{v:.3g}" for v in ka["no_ctf"]) + " |",
+        "| CTF | " + " | ".join(f"{v:.3g}" for v in ka["ctf"]) + " |",
+        "| bound | " + " | ".join(f"{v:.3g}" for v in ka["bound"]) + " |", "",
+        f"(b) Uniform poses, R = nx/2 - 1, {kb[0]['n_images']} images, {kb[0]['draws']} draws (kappa.png, right):", "",
+        "| nx | R | kappa min | kappa max | bound (N p) |", "|---|---|---|---|---|",
+        *[f"| {r['nx']} | {r['radius']:g} | {r['kappa_min']:.4g} | {r['kappa_max']:.4g} | {r['bound']:.4g} |" for r in kb],
+        "", "Bound at N = 1e4 (theirs: 9.5, 20.0, 41.5, 84.1, 126.7, 201.4): "
+        + ", ".join(f"R={r}: {kappa_lower_bound(r, 1e4):.1f}" for r in (7, 15, 31, 63, 95, 151)) + ".", "",
+        f"Trilinear slices on the 2x oversampled grid (our oracle), top band, Lanczos (eigsh, tol "
+        f"{ref['lanczos_tol']:g}, {ref['lanczos_matvecs']} products): lambda_max {ref['lambda_max']:.4g}, "
+        f"lambda_min {ref['lambda_min']:.4g}, kappa {ref['kappa_trilinear']:.4g}.", "",
+        f"## 2. Their four runs ({epochs} epochs, batch K/30, their constants)", "",
+        f"Reference: diagonally preconditioned CG, {ref['cg_iterations']} iterations, relative residual "
+        f"{ref['relative_residual']:.2e}; certified gap f(a*) - f_min <= {ref['gap_bound']:.2e}. Batch {rec['batch']}, "
+        f"threshold alpha = {rec['alpha']:.3g} x max|D|.", "",
+        f"| method | f - f* epoch {shown[0]} | epoch {shown[1]} | epoch {shown[2]} | s / epoch |", "|---|---|---|---|---|",
+        *[f"| {LABELS[n]} | {sub[n][0]:.4g} | {sub[n][1]:.4g} | {sub[n][2]:.4g} | {spe[n]:.2f} |" for n in names],
+        "", f"FSC against the reference at epoch {epochs}, shell {hi} (0.9 r_max): "
+        + ", ".join(f"{LABELS[n]} {fsc10[n][hi]:.4f}" for n in names) + ".", "",
+        "## 3. Their findings, point by point", "",
+        "| their finding | ours | agrees? |", "|---|---|---|",
+        f"| kappa grows with the radius and lies above (N+λ)/(Np+λ) ≈ 4R/3 | (a) {ka['no_ctf'][0]:.3g} at r=1 to "
+        f"{ka['no_ctf'][-1]:.4g} at r={ka['radius'][-1]}, above the bound at every r: {above_a}; (b) min over draws "
+        f"above the bound at every nx: {above_b} | "
+        f"{'yes' if above_a and above_b else 'no'} |",
+        f"| with CTF, kappa is larger at low radius (the origin holds only amplitude contrast) | r=1: CTF "
+        f"{ka['ctf'][0]:.3g} vs no CTF {ka['no_ctf'][0]:.3g} | {'yes' if ka['ctf'][0] > ka['no_ctf'][0] else 'no'} |",
+        f"| gap after 10 epochs 3.4x smaller with the precomputed diagonal | {r_diag:.2f}x (epoch {epochs}) | "
+        f"{'yes (larger)' if r_diag >= 3.4 else 'same direction' if r_diag > 1 else 'no'} |",
+        f"| gap after 10 epochs 2.7x smaller with Algorithm 1 | {r_alg1:.2f}x (epoch {epochs}) | "
+        f"{'yes (larger)' if r_alg1 >= 2.7 else 'same direction' if r_alg1 > 1 else 'no'} |",
+        f"| order precomputed <= Algorithm 1 < SGD at every epoch | {order_ok} (Algorithm 1 < SGD at every epoch: "
+        f"{order_alg1}) | {'yes' if order_ok else 'partly' if order_alg1 else 'no'} |",
+        f"| SGD's epoch-10 gap reached at epoch 5 (precomputed), 6 (Algorithm 1) | epoch {reach['sgd-diag']}, "
+        f"epoch {reach['alg1']} | {_reach_verdict(reach)} |",
+        f"| the threshold made no difference | relative difference at epoch 10: {thr:.2g} | "
+        f"{'yes' if thr < 0.05 else 'no'} |",
+        f"| Algorithm 1 costs ~10% more per epoch (one extra HVP) | {spe['alg1'] / spe['sgd']:.2f}x SGD's time "
+        "(our HVP costs 2 gradients; first run includes JIT warm-up; shared machine) | see note |", "",
+        "Their gaps (units of 1e6, their loss scale): "
+        + "; ".join(f"{LABELS[n]} {a} / {b} / {c}" for n, (a, b, c) in THEIRS.items())
+        + ". Absolute values are not comparable (their loss sums 30,000 images of 192 px, ours is a mean).", "",
+        "Differences of setting, and why: our images are simulated with the objective's own trilinear model "
+        "(the paper-scale mixture simulation is not built yet), so the optimum's residual is pure noise; the precomputed "
+        "diagonal is exact (analytic), theirs was Hutchinson over 1000 epochs; the variable is the real volume's band "
+        "coordinates (Hermitian by construction), theirs the complex DFT in a ball; epochs are iterations over "
+        "the data (cost in oracle units is in toader.json).", "",
+        "Figures: kappa.png, loss.png, fsc.png, fsc_heatmap.png, diag_h.png.", ""]
+    return "\n".join(lines)
+
+
+def _reach_verdict(reach: dict) -> str:
+    if not (reach["sgd-diag"] and reach["alg1"]):
+        return "no"
+    return "yes" if reach["sgd-diag"] <= 5 and reach["alg1"] <= 6 else "later than theirs"
+
+
+def _figures(folder: Path, problem, ka, kb, runs, diags) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    paths = []
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].plot(ka["radius"], ka["no_ctf"], "o-", label="no CTF")
+    ax[0].plot(ka["radius"], ka["ctf"], "s-", label="CTF")
+    ax[0].plot(ka["radius"], ka["bound"], "k--", label="bound")
+    ax[0].set(xlabel="radius (voxels)", ylabel="kappa", yscale="log", title="problem's poses")
+    r = [row["radius"] for row in kb]
+    lo, hi = np.array([row["kappa_min"] for row in kb]), np.array([row["kappa_max"] for row in kb])
+    ax[1].errorbar(r, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="o", capsize=3, label="uniform poses, min-max")
+    ax[1].plot(r, [row["bound"] for row in kb], "k--", label="bound")
+    ax[1].set(xlabel="R = nx/2 - 1", ylabel="kappa", yscale="log", title="uniform poses")
+    for a in ax:
+        a.legend()
+    paths.append(_save(fig, folder / "kappa.png"))
+    names = list(runs["runs"])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for n in names:
+        rows = runs["runs"][n]["rows"]
+        ax.semilogy([x["epoch"] for x in rows], [max(x["suboptimality"], 1e-300) for x in rows], "o-", label=LABELS[n])
+    ax.set(xlabel="epoch", ylabel="f - f*")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, folder / "loss.png"))
+    hi_shell = int(round(0.9 * problem.band.r_max))
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for n in names:
+        rows = runs["runs"][n]["rows"]
+        ax[0].plot(rows[-1]["fsc"], label=LABELS[n])
+        final_epoch = rows[-1]["epoch"]
+        ax[1].plot([x["epoch"] for x in rows], [x["fsc"][hi_shell] for x in rows], "o-", label=LABELS[n])
+    ax[0].set(xlabel="shell", ylabel="FSC vs reference", title=f"epoch {final_epoch}")
+    ax[1].set(xlabel="epoch", ylabel="FSC", title=f"shell {hi_shell}")
+    ax[0].legend(fontsize=8)
+    paths.append(_save(fig, folder / "fsc.png"))
+    fig, ax = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5), squeeze=False)
+    for a, n in zip(ax[0], names):
+        grid = np.array([x["fsc"] for x in runs["runs"][n]["rows"]])
+        im = a.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
+        a.set(title=LABELS[n], xlabel="shell", ylabel="epoch")
+    fig.colorbar(im, ax=ax[0, -1])
+    paths.append(_save(fig, folder / "fsc_heatmap.png"))
+    _, ctf, rot = problem.split_arrays("train")
+    k, nx = problem.band.k.astype(np.float64), diags["ctf"].shape[0]
+    few = nn_diagonal(rot[:5], k, ctf[:5], nx)
+    fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+    for a, d, title in ((ax[0], few, "5 images, CTF"), (ax[1], diags["ctf"], "all images, CTF"),
+                        (ax[2], diags["no_ctf"], "all images, no CTF")):
+        im = a.imshow(np.log10(d[nx // 2]), origin="lower", cmap="magma")
+        a.set(title=f"log10 diag(H), xi_z = 0: {title}")
+        fig.colorbar(im, ax=a)
+    paths.append(_save(fig, folder / "diag_h.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
