@@ -2,7 +2,9 @@
 
 Preprocessed by :mod:`problems.data.preprocess` (Fourier crop to the scale's
 box, background noise normalisation to ``sigma = 1``, the first
-``max_images`` particles, a seeded train/test split).
+``max_images`` particles, a seeded train/test split).  Particles are counted
+after the readers drop repeated images (:func:`problems.data.particles.unique_images`),
+so the held-out images have no copy among the training images.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mrc_stacks import check_stacks, header_nx
+from .mrc_stacks import check_stacks, header_nx, named_by
 from .particles import (DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle,
                         unique_images, warn_data)
 from .units import ctf_from_microscope
@@ -171,7 +171,8 @@ def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None
             raise DataError(f"{cs}: field blob/shape is {tuple(shape)}; cryoopt needs square images")
         box = int(shape[-1])
     else:
-        box = header_nx(files[0], cs, "blob/path")
+        with named_by(cs, "blob/path", 0):
+            box = header_nx(files[0], cs, "blob/path")
     check_stacks(files, slices, box, cs, "blob/path")
     optional = lambda field, **kw: col(field, **kw) if field in names else 0.0  # noqa: E731
     ctf = ctf_from_microscope(

@@ -28,6 +28,7 @@ import bz2
 import gzip
 import warnings
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import mrcfile
@@ -50,10 +51,19 @@ def compression(path: Path):
     return None
 
 
+@contextmanager
+def named_by(source: Path, field: str, row: int):
+    """Add which particle of which file names the stack to a stack's :class:`DataError`."""
+    try:
+        yield
+    except DataError as exc:
+        raise DataError(f"{exc} (named by {field} of particle {row + 1} in {source})") from exc
+
+
 def read_header(path: Path, source: Path, field: str, warn: bool = True):
     """The header of ``path`` (strict, else permissive with a :class:`DataWarning`) and its dtype."""
     if not path.exists():
-        raise DataError(f"{path}: image stack not found (named by {field} in {source})")
+        raise DataError(f"{path}: image stack not found")
     try:
         with mrcfile.open(path, header_only=True, permissive=False) as mrc:
             header = mrc.header.copy()
@@ -70,8 +80,7 @@ def read_header(path: Path, source: Path, field: str, warn: bool = True):
         dtype = mrcfile.utils.data_dtype_from_header(header)
     except Exception as exc:
         reason = str(strict) if str(exc) == str(strict) else f"{strict}; {exc}"
-        raise DataError(f"{path}: not a readable MRC stack ({reason}; named by {field} in "
-                        f"{source})") from exc
+        raise DataError(f"{path}: not a readable MRC stack (header: {reason})") from exc
     if warn:
         warn_data(f"{path}: {strict}; read anyway as RELION and mrcfile's permissive mode do "
                   f"(size and mode checked)")
@@ -92,8 +101,8 @@ class StackReader:
         nx, ny, nz, mode = int(header.nx), int(header.ny), int(header.nz), int(header.mode)
         if mode not in REAL_MODES:
             kind = "complex" if mode in (3, 4) else "packed 4-bit" if mode == 101 else "unknown"
-            raise DataError(f"{path}: MRC mode {mode} ({kind} pixels; named by {field} in {source}): "
-                            f"cryoopt reads real images, modes {sorted(REAL_MODES)}")
+            raise DataError(f"{path}: MRC mode {mode} ({kind} pixels): cryoopt reads real images, "
+                            f"modes {sorted(REAL_MODES)}")
         self.offset = 1024 + int(header.nsymbt)
         if nx != ny:
             raise DataError(f"{path}: images are {nx} x {ny} pixels (header nx, ny); cryoopt needs "
@@ -151,7 +160,7 @@ class StackReader:
             if isinstance(exc, DataError):
                 raise
             raise DataError(f"{self.path}: {name} stream is truncated or corrupt ({exc}; reading "
-                            f"images {first + 1}-{first + count}, named by {self.field})") from exc
+                            f"images {first + 1}-{first + count})") from exc
         return np.frombuffer(raw, dtype=self.dtype).reshape(count, self.box, self.box)
 
     def close(self) -> None:
@@ -172,16 +181,22 @@ def check_stacks(files: list[Path], slices: np.ndarray, box: int, source: Path, 
     file, one image, so the file must hold exactly one 2D image.  A header
     read permissively warns once per stack, here.
     """
-    last: dict[Path, int] = {}
-    for path, idx in zip(files, slices):
-        if idx > last.get(path, -1):
-            last[path] = int(idx)
+    first: dict[Path, int] = {}
+    last: dict[Path, int] = {}                 # row of the highest index named in each stack
+    for row, (path, idx) in enumerate(zip(files, slices)):
+        first.setdefault(path, row)
+        if idx > slices[last.get(path, row)]:
+            last[path] = row
+        last.setdefault(path, row)
     single = {} if whole is None else {files[i]: i for i in np.flatnonzero(whole)[::-1]}
-    for path, top in last.items():
-        reader = StackReader(path, box, source, field)
-        if top >= reader.count:
-            raise DataError(f"{source}: {field} refers to image {top + 1} of {path}, which holds "
-                            f"only {reader.count} images (header nz)")
+    for path, row in first.items():
+        with named_by(source, field, row):
+            reader = StackReader(path, box, source, field)
+        top = last[path]
+        if slices[top] >= reader.count:
+            raise DataError(f"{source}: particle {top + 1}: {field} refers to image "
+                            f"{slices[top] + 1} of {path}, which holds only {reader.count} images "
+                            f"(header nz)")
         if path in single and reader.count != 1:
             row = single[path]
             raise DataError(f"{source}: particle {row + 1}: {field} names {path.name} without N@, "

@@ -94,7 +94,7 @@ class ParticleStack:
                 reader.close()
 
     def _chunks(self, chunk: int, readers: dict):
-        from .mrc_stacks import StackReader
+        from .mrc_stacks import StackReader, named_by
 
         for start in range(0, len(self), chunk):
             stop = min(start + chunk, len(self))
@@ -106,10 +106,12 @@ class ParticleStack:
                 while (row + run < stop and self._files[row + run] == path
                        and self._slices[row + run] == first + run):
                     run += 1
-                if path not in readers:
-                    readers[path] = StackReader(path, self.box_size, self.star_path, self._field,
-                                                warn=False)
-                out[row - start:row - start + run] = readers[path].read(first, run)
+                with named_by(self.star_path, self._field,
+                              row if self._rows is None else int(self._rows[row])):
+                    if path not in readers:
+                        readers[path] = StackReader(path, self.box_size, self.star_path,
+                                                    self._field, warn=False)
+                    out[row - start:row - start + run] = readers[path].read(first, run)
                 row += run
             finite = np.isfinite(out).all(axis=(1, 2))
             if not finite.all():

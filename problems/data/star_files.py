@@ -43,7 +43,7 @@ import pandas as pd
 import starfile
 
 from ..model.poses import euler_to_matrix
-from .mrc_stacks import check_stacks, header_nx
+from .mrc_stacks import check_stacks, header_nx, named_by
 from .particles import (DataError, ParticleStack, numeric, resolve_stack, shared_or_per_particle,
                         unique_images, warn_data)
 from .units import ctf_from_microscope
@@ -254,7 +254,8 @@ def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike 
     if "rlnImageSize" in particles.columns:
         box = int(numeric(particles["rlnImageSize"], star, "rlnImageSize", positive=True)[0])
     else:
-        box = header_nx(files[0], star, "rlnImageName")
+        with named_by(star, "rlnImageName", 0):
+            box = header_nx(files[0], star, "rlnImageName")
     check_stacks(files, slices, box, star, "rlnImageName", whole)
     _warn_ignored(particles, star)
     for name in CTF_COLUMNS:

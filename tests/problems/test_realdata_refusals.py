@@ -152,7 +152,8 @@ def test_mrc_size_must_match_header_and_complex_modes_are_refused(tmp_path):
     with open(path, "ab") as fh:                         # one image appended, nz not updated
         fh.write(np.zeros((24, 24), np.float32).tobytes())
     with pytest.raises(DataError, match=r"particles\.mrcs: the file has 510208 bytes, 2304 more than "
-                                        r"its header describes.*mode 2"):
+                                        r"its header describes.*mode 2.*named by rlnImageName of "
+                                        r"particle 1 in .*particles\.star"):
         read_particle_star(tmp_path / "particles.star")
     raw = bytearray(_stack(tmp_path).read_bytes())       # float32 data, header saying int16
     raw[12:16] = (1).to_bytes(4, "little")
@@ -188,7 +189,8 @@ def test_cut_or_overlong_gzip_stack_is_refused_when_read(tmp_path):
     shutil.copy(TINY / "particles.star", tmp_path / "particles.star")
     path = _stack(tmp_path, compression="gzip")
     path.write_bytes(path.read_bytes()[:-3000])
-    with pytest.raises(DataError, match=r"particles\.mrcs: gzip stream is truncated or corrupt"):
+    with pytest.raises(DataError, match=r"particles\.mrcs: gzip stream is truncated or corrupt.*"
+                                        r"named by rlnImageName of particle \d+ in"):
         load_problem("star", path=str(tmp_path / "particles.star"), scale="tiny", progress=False)
     with mrcfile.open(_stack(tmp_path)) as mrc:
         body = (mrc.header.tobytes() + mrc.data.tobytes()
