@@ -26,7 +26,9 @@ Refused: a pose that is not a 3-component rotation vector (e.g. a
 hold Python objects (they need unpickling; the field is named).  Said and
 ignored (one :class:`problems.data.particles.DataWarning` naming them): beam
 tilt, trefoil, tetrafoil, CTF shift and anisotropic magnification when
-non-zero, ``ctf/scale`` when not 1.
+non-zero, ``ctf/scale`` when not 1, and ``blob/sign`` when not 1 (the pixels
+are used as stored: whether cryoSPARC's data sign should flip them for a
+RELION-convention objective is not settled here, so it is said, not applied).
 """
 from __future__ import annotations
 
@@ -100,10 +102,15 @@ def _vectors(data: np.ndarray, cs: Path, field: str, size: int, what: str) -> np
 def _warn_ignored(data: np.ndarray, cs: Path) -> None:
     used = [f for f, neutral in IGNORED.items() if f in data.dtype.names and data.dtype.fields[f][0]
             .base.kind in "biuf" and np.any(np.asarray(data[f], dtype=np.float64) != neutral)]
-    if used:
-        warn_data(f"{cs}: ignored, the objective's CTF does not model them: {', '.join(used)} "
-                  f"(beam tilt, trefoil, tetrafoil, CTF shift, anisotropic magnification, CTF "
-                  f"scale); the images are used as if they had none")
+    said = [f"ignored, the objective's CTF does not model them: {', '.join(used)} (beam tilt, "
+            f"trefoil, tetrafoil, CTF shift, anisotropic magnification, CTF scale); the images are "
+            f"used as if they had none"] if used else []
+    sign = np.unique(data["blob/sign"]) if "blob/sign" in data.dtype.names else np.ones(1)
+    if np.any(sign != 1):
+        said.append(f"blob/sign is {', '.join(f'{v:g}' for v in sign)}: the pixels are used as "
+                    f"stored, not multiplied by it")
+    if said:
+        warn_data(f"{cs}: " + "; ".join(said))
 
 
 def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None = None,

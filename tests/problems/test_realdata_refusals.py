@@ -276,6 +276,13 @@ def test_unmodelled_aberrations_warn_once_per_file_naming_the_fields(tmp_path):
         read_particles(path)
     messages = [str(w.message) for w in record if w.category is DataWarning]
     assert len(messages) == 1 and "ctf/tilt_A, ctf/anisomag" in messages[0], messages
+    signed = write_cs(path, parts, "particles.mrcs", 24, 14.933333, optics.iloc[0],
+                      extra=[("blob/sign", "<f4")])
+    signed["blob/sign"] = -1.0
+    np.save(open(path, "wb"), signed)
+    with pytest.warns(DataWarning, match=r"J40_particles\.cs: blob/sign is -1: the pixels are used as "
+                                         r"stored"):
+        read_particles(path)
 
 
 def test_incomplete_pose_columns_warn_and_are_not_read(tmp_path):
