@@ -8,6 +8,8 @@
   server of submitted optimizers against the in-process oracle (ratio).
 * ``cryoopt bench shifts``: the shift dimension -- value_and_grad with and
   without shifts at the same band, alternated in one process.
+* ``cryoopt bench optimizers``: each optimizer's own arithmetic per step
+  against its oracle time in the same steps (steady state, paper defaults).
 * ``cryoopt bench relion``: our exhaustive marginal likelihood against
   RELION 3.1's E-step at the same sampling on one stack.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["oracle", "shifts", "relion"])
+    p.add_argument("what", choices=["oracle", "shifts", "optimizers", "relion"])
     p.add_argument("--problem", default="synthetic", help="oracle: problem family (synthetic, realistic, star)")
     p.add_argument("--scale", default="paper", choices=["tiny", "small", "paper"])
     p.add_argument("--path", help="oracle --problem star: the particle file (.star or .cs)")
@@ -39,6 +41,8 @@ def add_args(p) -> None:
     p.add_argument("--work-dir", default="relion-speed", help="relion: where RELION writes its runs")
     p.add_argument("--isolated", action="store_true",
                    help="oracle: value_and_grad through the oracle server of submissions vs in-process (ratio)")
+    p.add_argument("--optimizers", nargs="+", help="optimizers: which (default: the paper's seven)")
+    p.add_argument("--steps", type=int, default=20, help="optimizers: timed steps each, after the warm-up")
     p.add_argument("--json", help="also write the numbers to this JSON file")
 
 
@@ -92,6 +96,17 @@ def _shifts(args) -> dict:
     return report
 
 
+def _optimizers(args) -> dict:
+    from optimizers import PAPER_SEVEN
+    from problems import load_problem
+
+    from bench.experiments.optimizer_speed import bench_optimizers, format_optimizers
+    report = bench_optimizers(load_problem(args.problem, scale=args.scale), args.optimizers or PAPER_SEVEN,
+                              steps=args.steps)
+    print(format_optimizers(report))
+    return report
+
+
 def _relion(args) -> dict:
     from bench.experiments.relion_speed import compare, format_comparison
     if args.dataset:
@@ -119,7 +134,8 @@ def _isolated(args) -> dict:
 def main(args) -> int:
     if args.what == "oracle" and args.isolated:
         args.what = "isolated"
-    report = {"isolated": _isolated, "oracle": _oracle, "shifts": _shifts, "relion": _relion}[args.what](args)
+    report = {"isolated": _isolated, "oracle": _oracle, "shifts": _shifts, "optimizers": _optimizers,
+              "relion": _relion}[args.what](args)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2, default=str)
