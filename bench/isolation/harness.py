@@ -29,7 +29,7 @@ from problems.data.io import write_mrc
 from bench.score.curvature import estimate_curvature
 from bench.score.metrics import compare_to_truth
 from bench.score.reference import full_objective, run_scores
-from bench.run.records import budget_verdict, environment, plugin_source_hash, record_paths, run_key, write_record
+from bench.run.records import budget_verdict, environment, instance_name, plugin_source_hash, record_paths, run_key, write_record
 from bench.run.runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
 from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
 from .sandbox import SandboxUnavailable
@@ -283,7 +283,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
             "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
             "optimizer": info["name"], "optimizer_spec": spec["optimizer"], "record_name": spec["record_name"],
             "hyperparameters": full_hyper, "seed": spec["seed"], "budget": budget, "evals": evals,
-            "status": status, "message": message, "isolated": True,
+            "status": status, "message": message, "isolated": True, "instance": instance_name(problem.metadata),
             "final_test_nll": None if not np.isfinite(final) else float(final), "reference_test_nll": reference,
             "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
             "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),

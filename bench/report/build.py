@@ -19,9 +19,10 @@ import pandas as pd
 from problems.data.io import read_mrc
 
 from bench.score.leaderboard import rank, to_markdown
+from bench.run.records import truth_name
 from bench.score.metrics import apply_alignment
 from . import figures
-from .data import load_runs
+from .data import group_slug, load_runs
 
 
 def _first_seed(metas: list[dict]) -> dict[str, dict]:
@@ -98,7 +99,7 @@ def profile_table(metas: list[dict], tau: float = 0.1) -> pd.DataFrame:
     runs = []
     for m in metas:
         table = pd.read_parquet(Path(m["meta_path"]).with_suffix(".parquet"))
-        runs.append((m["optimizer"], f"{m['problem_label']}/seed{m['seed']}", table, m.get("n_train")))
+        runs.append((m["optimizer"], f"{m.get('group', m['problem_label'])}/seed{m['seed']}", table, m.get("n_train")))
     best = {}
     for _, case, t, _ in runs:
         best[case] = min(best.get(case, np.inf), t["test_nll"].min())
@@ -171,59 +172,63 @@ def build_report(results_dir: str | Path, out_dir: str | Path, progress: bool = 
         raise FileNotFoundError(f"no run records under {results_dir}")
     written: list[Path] = []
     sections: list[tuple[str, str]] = []
-    labels = sorted({m["problem_label"] for m in metas if "-validation" not in m["problem_label"]})
-    for label in labels:
-        lm = [m for m in metas if m["problem_label"] == label]
-        lr = rows[rows.problem == label]
-        refs = [m["reference_test_nll"] for m in lm if m.get("reference_test_nll") is not None]
-        reference = refs[0] if refs else None
-        conv = figures.save(figures.convergence(lr, f"{label}: test NLL vs gradient evaluations", reference),
-                            out / f"convergence-{label}")
-        written += conv
-        content = []
+    for label in sorted({m["problem_label"] for m in metas if "-validation" not in m["problem_label"]}):
         board = results_dir / "leaderboard" / label
-        if board.exists() and any(board.glob("*.json")):
+        if board.exists() and any(board.glob("*.json")):       # entries are on the scored instance
             table = rank(results_dir, label)
-            md = to_markdown(table, label)
-            (out / f"leaderboard-{label}.md").write_text(md)
+            (out / f"leaderboard-{label}.md").write_text(to_markdown(table, label))
             table.to_csv(out / f"leaderboard-{label}.csv")
             written += [out / f"leaderboard-{label}.md", out / f"leaderboard-{label}.csv"]
-            content.append(_leaderboard_html(table))
+            sections.append((f"Leaderboard: {label}", _leaderboard_html(table)))
+    # one section per instance: the scored and the published instance are different data (own truth, own curves)
+    groups = sorted({m["group"] for m in metas if "-validation" not in m["problem_label"]})
+    for group in groups:
+        lm = [m for m in metas if m["group"] == group]
+        label, slug = lm[0]["problem_label"], group_slug(group)
+        lr = rows[rows.group == group]
+        refs = [m["reference_test_nll"] for m in lm if m.get("reference_test_nll") is not None]
+        reference = refs[0] if refs else None
+        conv = figures.save(figures.convergence(lr, f"{group}: test NLL vs gradient evaluations", reference),
+                            out / f"convergence-{slug}")
+        written += conv
+        content = []
         content.append(_img(conv[0]))
         panels, columns = snapshot_panels(lm)
-        truth_path = results_dir / label / "ground_truth.mrc"
+        truth_path = results_dir / label / truth_name(lm[0]["problem_hash"])
+        if not truth_path.exists() and len({m["group"] for m in metas if m["problem_label"] == label}) == 1:
+            truth_path = results_dir / label / "ground_truth.mrc"      # records from before per-instance truths
         truth = read_mrc(truth_path)[0] if truth_path.exists() else None
         radius = next((m["band_radius"] for m in lm if m.get("band_radius")), None)
         if truth is not None and radius:
             truth = display_filter(truth, radius)
         if panels:
-            snaps = figures.save(figures.snapshot_grid(panels, truth, columns, f"{label}: densities (aligned projections)"),
-                                 out / f"snapshots-{label}")
+            snaps = figures.save(figures.snapshot_grid(panels, truth, columns, f"{group}: densities (aligned projections)"),
+                                 out / f"snapshots-{slug}")
             written += snaps
             content.append(_img(snaps[0]))
             finals = {n: panels[n]["final"] for n in figures.order(panels) if "final" in panels[n]}
             if truth is not None:
                 finals["ground truth"] = truth
-            iso = figures.save(figures.isosurface_grid(finals, f"{label}: final densities, isosurface view"),
-                               out / f"isosurface-{label}")
+            iso = figures.save(figures.isosurface_grid(finals, f"{group}: final densities, isosurface view"),
+                               out / f"isosurface-{slug}")
             written += iso
             content.append(_img(iso[0]))
         fsc = fsc_table(lm)
         if len(fsc):
             pixel = next((m.get("pixel_size_angstrom") for m in lm if m.get("pixel_size_angstrom")), 1.0)
             finals = {m["optimizer"]: m["fsc"]["final"] for m in _first_seed(lm).values() if m.get("fsc", {}).get("final")}
-            curves = figures.save(figures.fsc_curves(finals, pixel, f"{label}: FSC against the ground truth"),
-                                  out / f"fsc-{label}")
-            fsc.to_csv(out / f"fsc-{label}.csv", index=False)
+            curves = figures.save(figures.fsc_curves(finals, pixel, f"{group}: FSC against the ground truth"),
+                                  out / f"fsc-{slug}")
+            fsc.to_csv(out / f"fsc-{slug}.csv", index=False)
             beat = sorted(fsc.optimizer[fsc.beat_reference])
             note = (f"\n\nReference optimum updated: {', '.join(beat)} ended below the stored reference "
                     "(suboptimality shown against the reference before the update).\n") if beat else "\n"
-            (out / f"fsc-{label}.md").write_text(fsc.to_markdown(index=False, floatfmt=".4g") + note)
-            written += curves + [out / f"fsc-{label}.csv", out / f"fsc-{label}.md"]
+            (out / f"fsc-{slug}.md").write_text(fsc.to_markdown(index=False, floatfmt=".4g") + note)
+            written += curves + [out / f"fsc-{slug}.csv", out / f"fsc-{slug}.md"]
             content += [_img(curves[0]), fsc.to_html(index=False, float_format=lambda v: f"{v:.4g}")]
             if beat:
                 content.append(f"<p><strong>{html.escape(note.strip())}</strong></p>")
-        sections.append((label, "\n".join(content)))
+        sections.append((group, "\n".join(content)))
     prof = profile_table([m for m in metas if "-validation" not in m["problem_label"]])
     if len(prof) and np.isfinite(prof.evals).any():
         p = figures.save(figures.performance_profile(prof, "performance profile: evaluations to reach f_L + 0.1 (f_0 - f_L)"),

@@ -152,6 +152,21 @@ def user_frames(exc: BaseException, n: int = 3, harness: tuple[str, ...] = ()) -
                    for f in frames[-n:])
 
 
+def instance_name(metadata: dict) -> str:
+    """Which instance of a problem a run used: ``"published, seed N"`` (seeds below 1000, the ones the
+    repository documents) or ``"scored <hash>"`` (a secret-seed instance, named by its content hash,
+    never by its seed; :func:`bench.isolation.submit.secret_seed`)."""
+    seed = metadata.get("seed")
+    if seed is not None and int(seed) < 1000:
+        return f"published, seed {int(seed)}"
+    return f"scored {str(metadata.get('content_hash', ''))[:8]}"
+
+
+def truth_name(problem_hash: str) -> str:
+    """The ground truth's file beside a problem's records: one per instance (instances differ in it)."""
+    return f"ground_truth-{problem_hash[:12]}.mrc"
+
+
 def record_paths(results_dir: Path, problem_label: str, optimizer: str, key: str) -> tuple[Path, Path]:
     base = Path(results_dir) / problem_label / optimizer.replace("/", "_").replace(":", "_")
     return base / f"{key}.parquet", base / f"{key}.json"

@@ -25,8 +25,8 @@ from bench.score.curvature import estimate_curvature
 from bench.score.metrics import compare_to_truth
 from bench.score.reference import full_objective, run_scores
 from .guard import TamperingDetected, check_ledger, guarded
-from .records import (RunMeta, budget_verdict, environment, plugin_source_hash, record_paths, run_key, user_frames,
-                      write_record)
+from .records import (RunMeta, budget_verdict, environment, instance_name, plugin_source_hash, record_paths, run_key,
+                      truth_name, user_frames, write_record)
 from .spec import RunSummary
 
 SNAPSHOT_EVALS = (5_000, 50_000)
@@ -181,7 +181,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     reference = None
     if problem.ground_truth is not None:
         reference = problem.test_nll(problem.ground_truth)
-        truth_path = Path(results_dir) / label / "ground_truth.mrc"
+        truth_path = Path(results_dir) / label / truth_name(problem.metadata["content_hash"])
         if not truth_path.exists():
             write_mrc(truth_path, problem.ground_truth, problem.metadata.get("pixel_size_angstrom", 1.0))
     meta = RunMeta(
@@ -194,6 +194,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
         band_radius=problem.band.r_max, n_train=problem.n_train,
         optimizer_seconds=opt_time, snapshots=snapshots, fsc=fsc_results,
         calls=ledger.calls, extra={**environment(), **scores, **budget_use, "curvature": curvature,
+                                   "instance": instance_name(problem.metadata),
                                    **({"source_hash": source} if source else {})},
     )
     for row in rows:

@@ -8,13 +8,16 @@ import pandas as pd
 
 from problems.data.io import read_mrc
 
+from bench.run.records import truth_name
 from bench.score.metrics import apply_alignment
 from bench.report import figures
 from bench.report.build import display_filter, fsc_table, snapshot_panels
 
 
 def _truth(results_dir: str, label: str, metas: list[dict]) -> np.ndarray | None:
-    path = Path(results_dir) / label / "ground_truth.mrc"
+    path = Path(results_dir) / label / truth_name(metas[0]["problem_hash"]) if metas else None
+    if path is None or not path.exists():
+        path = Path(results_dir) / label / "ground_truth.mrc"       # records from before per-instance truths
     radius = next((m["band_radius"] for m in metas if m.get("band_radius")), None)
     if not path.exists():
         return None
