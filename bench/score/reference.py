@@ -250,7 +250,8 @@ def run_scores(problem: Problem, results_dir, x: np.ndarray, final_test_nll: flo
                train_objectives: dict, source: str) -> dict:
     """The harness's end-of-run scores for a record (keys added to its JSON).
 
-    ``train_objective``: full training objective at each snapshot tag;
+    ``train_objective``: full training objective per snapshot tag (the runner passes none and
+    this adds ``"final"``: one pass over the training images per run);
     ``optimality``: :func:`score_against_reference` of the final density;
     ``test_nll_per_image`` (and, with a scoring split, ``score_nll`` /
     ``score_nll_per_image``): per-image held-out NLLs for paired comparisons.
