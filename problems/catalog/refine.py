@@ -65,6 +65,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ..data.cache import BandData, seeded_streams
+from ..data.io import DataError, read_particles
+from ..data.preprocess import preprocess_stack, split_indices
 from ..data.phantoms import synthetic_phantom
 from ..data.simulate import ctf_from_physical, random_ctf, scale_for_snr
 from ..model.ctf import CTFParams, evaluate_ctf
@@ -168,13 +170,17 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
             "ground_truth": phantom.astype(np.float32), "test_indices": test, "ctf_physical": phys}
 
 
-def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, **overrides) -> Problem:
+def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, path: str | None = None,
+                **overrides) -> Problem:
     """Build the known-pose refinement problem (``overrides``: fields of :class:`RefineSpec`).
 
     One :class:`problems.problem.Problem` with the known-pose likelihood part
     (:class:`problems.model.likelihoods.KnownPosePart`) and the Gaussian prior.
-    ``progress`` is accepted like every loader's (the simulation takes well under a second).
+    ``path=``: a RELION STAR or cryoSPARC ``.cs`` file with poses instead of
+    the simulation (:func:`load_refine_particles`; ``overrides`` are its keywords).
     """
+    if path is not None:
+        return load_refine_particles(path, scale=scale, seed=seed, progress=progress, **overrides)
     spec = refine_spec(scale, **overrides)
     data = simulate_refine(spec, seed)
     fixed = {**{k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}, "seed": int(seed),
@@ -184,3 +190,45 @@ def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, **o
                    test_indices=data["test_indices"], rotations=data["rotations"],
                    model=KnownPosePart(spec.box_size, spec.r_max, spec.sigma),
                    prior=GaussianPrior(spec.prior_lambda), order_seed=seed, ground_truth=data["ground_truth"])
+
+
+def load_refine_particles(path: str, scale: str = "small", seed: int = 0, progress: bool = True,
+                          r_max_fraction: float = 0.9, box: int | None = None, n_images: int | None = None,
+                          n_test: int = 100, normalise: bool = True, prior_lambda: float = 0.0,
+                          datadir: str | None = None, pixel_size: float | None = None) -> Problem:
+    """Known-pose refinement on a particle file with poses (STAR or ``.cs``), through the real-data loader.
+
+    The same reader and preprocessing as the ``star`` family
+    (:func:`problems.data.io.read_particles`, :func:`problems.data.preprocess.preprocess_stack`:
+    Fourier crop to ``box``, noise normalisation to ``sigma = 1``); the
+    file's rotations become the known poses, and its shifts are undone once
+    on the band coefficients: the image model is ``C e^{-2 pi i k.s / n} S(x)``
+    (``n`` the file's box; cropping keeps the index ``k``), so
+    ``|I - C e^{-i phi} S| = |I e^{+i phi} - C S|`` and the likelihood needs
+    no shift.  The band is ``r_max_fraction`` of the cropped box's Nyquist
+    (kept below ``box/2 - 1``).  EMPIAR-10076 (``problems/data/downloads.py``)
+    runs this way where it can be downloaded.
+    """
+    stack = read_particles(path, datadir=datadir, pixel_size=pixel_size)
+    if stack.rotations is None:
+        raise DataError(f"{path}: no poses (rlnAngleRot/Tilt/Psi or alignments3D/pose); known-pose "
+                        "refinement needs them")
+    n_box = stack.box_size if box is None else min(int(box), stack.box_size)
+    r_max = min(r_max_fraction * n_box / 2, n_box / 2 - 1.01)
+    band = make_band(r_max)
+    pre = preprocess_stack(stack, band, box=box, n_images=n_images, normalise=normalise, progress=progress)
+    n = pre.data.images.shape[0]
+    if n <= n_test:
+        raise DataError(f"{path}: {n} images cannot hold out n_test = {n_test} and still train")
+    images = pre.data.images
+    if stack.shifts is not None:
+        phase = 2 * np.pi * (stack.shifts[:n] @ band.k.T) / stack.box_size
+        images = (images * np.exp(1j * phase)).astype(np.complex64)
+    fixed = {"scale": scale, "seed": int(seed), "source": str(path), "source_box": pre.source_box,
+             "r_max_fraction": r_max_fraction, "n_images": n, "n_test": n_test, "prior_lambda": prior_lambda,
+             "poses": "known, from the particle file", "normalise": normalise}
+    return Problem(name="refine-known-poses-file", version=REFINE_VERSION, fixed=fixed,
+                   data=BandData(images, pre.data.ctf, pre.data.pixel_size, pre.data.box_size),
+                   test_indices=split_indices(n, n_test, seed), rotations=stack.rotations[:n],
+                   model=KnownPosePart(pre.data.box_size, band.r_max, 1.0), prior=GaussianPrior(prior_lambda),
+                   order_seed=seed)

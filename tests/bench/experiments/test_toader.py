@@ -95,3 +95,29 @@ def test_reproduce_toader_writes_the_report(tmp_path, monkeypatch):
         assert len(subs) == 4 and subs[-1] < subs[0]
     text = (tmp_path / "toader" / "README.md").read_text()
     assert "point by point" in text and "3.4x" in text and "Dominant phase" in text
+
+
+def test_known_poses_from_a_particle_file_undo_the_shifts(monkeypatch):
+    """RELION STAR with poses and shifts (tests/data/relion_tiny, simulated): the least-squares optimum
+    explains the images far better with the file's shifts undone than with their sign flipped."""
+    import problems.catalog.refine as refine_mod
+    from problems.data.io import read_particles
+    path = "tests/data/relion_tiny/particles.star"
+    kw = dict(scale="tiny", n_test=20, r_max_fraction=0.5, progress=False)
+    right = load_problem("refine-known-poses", path=path, **kw)
+    assert right.n_train == 200 and right.model.kind == "known-pose" and right.metadata["n_test"] == 20
+
+    def flipped(*args, **kwargs):
+        stack = read_particles(*args, **kwargs)
+        stack.shifts = -stack.shifts
+        return stack
+
+    monkeypatch.setattr(refine_mod, "read_particles", flipped)
+    wrong = load_problem("refine-known-poses", path=path, **kw)
+    optimum = {}
+    for name, p in (("right", right), ("wrong", wrong)):
+        hess = KnownPoseHessian(p)
+        ref = reference_optimum(hess)
+        optimum[name] = full_objective(p, hess.basis.to_volume(ref["a"], np.float32))
+    assert np.abs(read_particles(path).shifts).max() > 0.3
+    assert optimum["right"] < optimum["wrong"] - 1.0
