@@ -83,7 +83,7 @@ class OracleShifts:
 
 
 class OracleDevice:
-    """The array-module pose backend (the GPU code) run with numpy, against the CPU path."""
+    """The array-module path (the GPU code, every phase) run with numpy, against the CPU path."""
 
     params = ["cpu", "numpy"]
     param_names = ["device"]

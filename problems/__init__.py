@@ -23,7 +23,8 @@ def list_problems() -> dict[str, dict]:
     return {name: {"description": f.description, "scales": f.scale_names()} for name, f in FAMILIES.items()}
 
 
-def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool = True, **overrides):
+def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool = True, device: str | None = None,
+                 **overrides):
     """Build a problem, generating its data into the cache on first use.
 
     Parameters
@@ -36,8 +37,21 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
         Seeds the data (poses, CTFs, noise, split) and the batch order.
     progress : bool
         Show progress bars while generating / reading data.
+    device : {"cpu", "numpy", "cuda"} or None
+        Where the objective is evaluated (:meth:`Problem.use_device`): the
+        numba CPU path, or the array-module path on NumPy or on a GPU through
+        CuPy.  ``"cuda"`` without CuPy or a GPU raises ``RuntimeError`` before
+        any data is read.  None: ``$CRYOOPT_DEVICE`` (what the commands'
+        ``--device`` sets, so runs in worker processes follow it), else ``"cpu"``.
     **overrides
         Fields of the family's spec to change (a different problem: it gets a
         different hash), or for ``"star"`` the loader's keywords.
     """
-    return family(name).load(scale=scale, seed=seed, progress=progress, **overrides)
+    from .model.devices import array_module, check_device, default_device
+    device = default_device() if device is None else device
+    if check_device(device) != "cpu":
+        if name == "refine-known-poses":
+            raise ValueError("refine-known-poses runs on the CPU only (device='cpu')")
+        array_module(device)                              # the clear error, before generating data
+    problem = family(name).load(scale=scale, seed=seed, progress=progress, **overrides)
+    return problem if device == "cpu" else problem.use_device(device)

@@ -127,16 +127,22 @@ class CountingOracle:
         """``f_B(x)`` (cost 0.5 per image)."""
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_VALUE, idx.size, "value")
-        nll = self._lik.nll(x, self._terms(idx))
-        self.last_value = float(nll.mean() + self._prior.value(x) / self.n_train)
+        if hasattr(self._lik, "value_with_prior"):          # device likelihoods: prior in the same pass
+            nll, prior_value = self._lik.value_with_prior(x, self._terms(idx), self._prior)
+        else:
+            nll, prior_value = self._lik.nll(x, self._terms(idx)), self._prior.value(x)
+        self.last_value = float(nll.mean() + prior_value / self.n_train)
         return self.last_value
 
     def value_and_grad(self, x, idx) -> tuple[float, np.ndarray]:
         """``f_B(x)`` and its gradient (cost 1 per image)."""
         x, idx = self._check_x(x), self._check_idx(idx)
         self._charge(COST_GRADIENT, idx.size, "value_and_grad")
-        nll, grad = self._lik.nll_and_grad(x, self._terms(idx))
-        prior_value = self._prior.value_and_accumulate_grad(x, grad, 1.0 / self.n_train)
+        if hasattr(self._lik, "grad_with_prior"):
+            nll, prior_value, grad = self._lik.grad_with_prior(x, self._terms(idx), self._prior, 1.0 / self.n_train)
+        else:
+            nll, grad = self._lik.nll_and_grad(x, self._terms(idx))
+            prior_value = self._prior.value_and_accumulate_grad(x, grad, 1.0 / self.n_train)
         self.last_value = float(nll.mean() + prior_value / self.n_train)
         return self.last_value, grad
 
@@ -144,6 +150,8 @@ class CountingOracle:
         """Hessian of ``f_B`` at ``x`` times ``v`` (cost 2 per image)."""
         x, v, idx = self._check_x(x), self._check_x(v, "v"), self._check_idx(idx)
         self._charge(COST_HVP, idx.size, "hvp")
+        if hasattr(self._lik, "hvp_with_prior"):
+            return self._lik.hvp_with_prior(x, v, self._terms(idx), self._prior, 1.0 / self.n_train)
         out = self._lik.hvp(x, v, self._terms(idx))
         out += self._prior.hess_diag(x) * v / self.dtype.type(self.n_train)
         return out

@@ -9,6 +9,7 @@ import numpy as np
 from .data.cache import BandData
 from .data.phantoms import random_spheres
 from .data.units import resolution_angstrom
+from .model.devices import DeviceRows, array_module, check_device
 from .model.likelihoods import INTERPOLATION, MarginalPart
 from .model.prior import DensityPrior
 from .oracle import CountingOracle
@@ -45,6 +46,12 @@ class Problem:
     prior is a part too (:class:`problems.model.prior.DensityPrior` or
     :class:`problems.model.known_pose.GaussianPrior`).  Nothing outside this
     class needs to know which.
+
+    ``device`` (:meth:`use_device`) says where a marginal objective is
+    evaluated: ``"cpu"`` (the numba path) or an array-module device
+    (``"numpy"``, ``"cuda"``: :mod:`problems.model.xp_marginal`), whose
+    training, test and scoring images stay on the device.  The objective is
+    the same on every device, so it is not part of the metadata or the hash.
     """
 
     def __init__(self, *, name: str, version: int, fixed: dict, data: BandData,
@@ -81,6 +88,8 @@ class Problem:
         self._train, self._test, self._score = split(train_mask), split(test_mask), split(score_mask)
         self._order_seed = int(order_seed)
         self._likelihoods: dict = {}
+        self.device = "cpu"
+        self._resident: dict[str, tuple] = {}
         digest = hashlib.sha256()
         for arr in (*self._train[:2], *self._test[:2], *(self._score[:2] if score_mask.any() else ())):
             digest.update(np.ascontiguousarray(arr).tobytes())
@@ -112,12 +121,36 @@ class Problem:
     def shape(self) -> tuple[int, int, int]:
         return (self.box_size,) * 3
 
+    def use_device(self, device: str) -> "Problem":
+        """Evaluate on ``device`` from now on (``"cpu"``, ``"numpy"`` or ``"cuda"``); returns ``self``.
+
+        ``"cuda"`` without CuPy or a GPU raises one ``RuntimeError`` here, before any work;
+        known-pose problems run on the CPU only (``ValueError``).
+        """
+        if check_device(device) != "cpu":
+            if self.model.kind != "marginal":
+                raise ValueError(f"{self.name}: a {self.model.kind} likelihood runs on the CPU only (device='cpu')")
+            array_module(device)
+        if device != self.device:
+            self.device, self._likelihoods, self._resident = device, {}, {}
+        return self
+
     def likelihood(self, dtype=np.float32):
-        """The (cached) likelihood evaluator in the given precision (it holds no image)."""
+        """The (cached) likelihood evaluator in the given precision on the problem's device (it holds no image)."""
         key = np.dtype(dtype)
         if key not in self._likelihoods:
-            self._likelihoods[key] = self.model.build(key)
+            self._likelihoods[key] = (self.model.build(key) if self.device == "cpu"
+                                      else self.model.build(key, device=self.device))
         return self._likelihoods[key]
+
+    def _resident_split(self, split: str) -> tuple:
+        """``split_arrays(split)``, moved to the device once (the arrays themselves on the CPU)."""
+        if self.device == "cpu":
+            return self.split_arrays(split)
+        if split not in self._resident:
+            xp = array_module(self.device)
+            self._resident[split] = tuple(DeviceRows(xp, a) for a in self.split_arrays(split))
+        return self._resident[split]
 
     def split_arrays(self, split: str = "train") -> tuple[np.ndarray, ...]:
         """``(images, ctf[, rotations])`` of ``"train"``, ``"test"`` or ``"score"`` (harness only)."""
@@ -125,15 +158,16 @@ class Problem:
 
     def oracle(self, budget: float | None = None, dtype=np.float32) -> CountingOracle:
         """A fresh counting oracle over the training images (float64 for derivative checks)."""
-        return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, self._train[0],
-                              self._train[1], budget, self._order_seed, poses=self._train[2:])
+        images, ctf = self._resident_split("train")[:2]
+        return CountingOracle(problem_label(self), self.likelihood(dtype), self.prior, images, ctf,
+                              budget, self._order_seed, poses=self._train[2:])
 
     def test_nll(self, x: np.ndarray, batch: int = 100, per_image: bool = False):
         """Mean NLL of the held-out images at ``x`` (harness only; no prior, never charged).
 
         ``per_image=True`` returns the array of the images' NLLs instead (for paired statistics).
         """
-        return self._heldout_nll(self._test, x, batch, per_image, "test_nll")
+        return self._heldout_nll("test", x, batch, per_image, "test_nll")
 
     @property
     def n_score(self) -> int:
@@ -144,16 +178,20 @@ class Problem:
         for rankings that can be resolved (harness only; ``ValueError`` if the problem has none)."""
         if self.n_score == 0:
             raise ValueError(f"{self.name}: this problem has no scoring split (n_score = 0)")
-        return self._heldout_nll(self._score, x, batch, per_image, "score_nll")
+        return self._heldout_nll("score", x, batch, per_image, "score_nll")
 
     def _heldout_nll(self, split, x, batch: int, per_image: bool, what: str):
         x = np.asarray(x, dtype=np.float32)
         if x.shape != self.shape or not np.isfinite(x).all():
             raise ValueError(f"{self.name}: {what} needs a finite array of shape {self.shape}")
         lik = self.likelihood()
+        split = self._resident_split(split)
         n = split[0].shape[0]
-        values = np.concatenate([lik.nll(x, lik.prepare(*(a[s:s + batch] for a in split)))
-                                 for s in range(0, n, batch)]).astype(np.float64)
+        if self.device != "cpu":                        # on the device: the slices computed once
+            values = lik.nll_batches(x, *split[:2], batch).astype(np.float64)
+        else:
+            values = np.concatenate([lik.nll(x, lik.prepare(*(a[s:s + batch] for a in split)))
+                                     for s in range(0, n, batch)]).astype(np.float64)
         return values if per_image else float(values.sum() / n)
 
     def initial_density(self, seed: int = 0) -> np.ndarray:
@@ -191,7 +229,7 @@ class Problem:
                          "validation_seed": seed}
         data = BandData(self._train[0], self._train[1], self._pixel_size, self.box_size)
         return Problem(data=data, test_indices=chosen, ground_truth=self.ground_truth,
-                       rotations=self._train[2] if len(self._train) > 2 else None, **args)
+                       rotations=self._train[2] if len(self._train) > 2 else None, **args).use_device(self.device)
 
     def __repr__(self) -> str:
         return f"Problem({self.name}, N={self.box_size}, n_train={self.n_train}, {self.model!r})"

@@ -12,15 +12,21 @@
   against its oracle time in the same steps (steady state, paper defaults).
 * ``cryoopt bench relion``: our exhaustive marginal likelihood against
   RELION 3.1's E-step at the same sampling on one stack.
+* ``cryoopt bench device --device cuda``: the device check
+  (:mod:`bench.experiments.device_check`): every call against the CPU path,
+  paper-scale steps against the same run's matrix-product rate, a reduced
+  Fig. 3; one markdown report (``--report``).  ``--device numpy`` is its dry run.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ._device import add_device_arg, apply_device
+
 
 def add_args(p) -> None:
-    p.add_argument("what", choices=["oracle", "shifts", "optimizers", "relion"])
+    p.add_argument("what", choices=["oracle", "shifts", "optimizers", "relion", "device"])
     p.add_argument("--problem", default="synthetic", help="oracle: problem family (synthetic, realistic, star)")
     p.add_argument("--scale", default="paper", choices=["tiny", "small", "paper"])
     p.add_argument("--path", help="oracle --problem star: the particle file (.star or .cs)")
@@ -28,8 +34,11 @@ def add_args(p) -> None:
                    help="oracle: the scale's box, band and quadrature with random band data (no data generation)")
     p.add_argument("--r-max-fraction", type=float, help="band limit as a fraction of Nyquist (override)")
     p.add_argument("--shift-extent", type=float, help="shift search radius in pixels (override)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "numpy", "cuda"],
-                   help="where the pose phases run (cuda needs CuPy and a GPU; numpy = the GPU code on the CPU)")
+    add_device_arg(p)
+    p.add_argument("--report", default="reports/device-check.md", help="device: the markdown report")
+    p.add_argument("--check", nargs="*", default=["synthetic:tiny", "synthetic:small", "realistic:tiny",
+                                                  "realistic:small"], help="device: PROBLEM:SCALE to check")
+    p.add_argument("--fig3", default="realistic:small", help="device: PROBLEM:SCALE of the reduced Fig. 3 ('' skips)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--dataset", help="relion: a dataset folder with particles.star and ground_truth.mrc "
@@ -131,11 +140,27 @@ def _isolated(args) -> dict:
     return report
 
 
+def _device(args) -> dict:
+    from bench.experiments.device_check import format_markdown, run_check
+    if args.device in (None, "cpu"):
+        raise SystemExit("bench device needs --device cuda (or numpy for a dry run on the CPU)")
+    problems = [tuple(item.split(":")) for item in args.check]
+    report = run_check(args.device, problems, tuple(args.fig3.split(":")) if args.fig3 else None)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(format_markdown(report))
+    print(format_markdown(report))
+    return report
+
+
 def main(args) -> int:
+    from problems.model.devices import default_device
+    apply_device(args)
+    args.device = args.device or default_device()
     if args.what == "oracle" and args.isolated:
         args.what = "isolated"
     report = {"isolated": _isolated, "oracle": _oracle, "shifts": _shifts, "optimizers": _optimizers,
-              "relion": _relion}[args.what](args)
+              "relion": _relion,
+              "device": _device}[args.what](args)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2, default=str)

@@ -15,8 +15,11 @@ from pathlib import Path
 DEFAULT_LABEL = "synthetic-small"     # the minimum scale at which ranks are meaningful (module docstring)
 UNRESOLVED = {"synthetic-tiny": "tiny is for tests and CI: rank differences are not resolvable at this scale"}
 
+from ._device import add_device_arg, apply_device
+
 
 def add_args(p) -> None:
+    add_device_arg(p)
     p.add_argument("--results", default="results")
     p.add_argument("--problem", help="problem label, e.g. synthetic-tiny (default: every label present)")
     p.add_argument("--build", metavar="SCALE", help="first run the protocol for missing built-in entries "
@@ -25,6 +28,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    apply_device(args)
     from bench.score.leaderboard import rank, to_markdown
     from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries
     if args.build:

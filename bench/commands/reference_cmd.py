@@ -11,8 +11,11 @@ continues from the last saved chunk of iterations.
 """
 from __future__ import annotations
 
+from ._device import add_device_arg, apply_device
+
 
 def add_args(p) -> None:
+    add_device_arg(p)
     p.add_argument("--problem", default="synthetic")
     p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--seed", type=int, default=0, help="data seed of the instance")
@@ -25,6 +28,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    apply_device(args)
     from problems import load_problem
 
     from bench.score.reference import compute_reference

@@ -3,8 +3,11 @@ method's learning rate on a subset, runs or reuses its runs, draws it and report
 ``toader``: Toader, Brubaker & Lederman's conditioning study and refinement runs (reports/toader/)."""
 from __future__ import annotations
 
+from ._device import add_device_arg, apply_device
+
 
 def add_args(p) -> None:
+    add_device_arg(p)
     p.add_argument("figure", choices=["fig3", "fig4", "fig6", "toader"])
     p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--problems", nargs="+", choices=["synthetic", "realistic"], default=None,
@@ -18,6 +21,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    apply_device(args)
     if args.figure == "toader":
         from bench.experiments.toader_report import reproduce_toader
         for path in reproduce_toader(args.scale, args.out):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from ._device import add_device_arg, apply_device
+
 
 def _value(text: str):
     try:
@@ -27,6 +29,7 @@ def problem_kwargs(problem: str, items) -> dict:
 
 
 def add_args(p) -> None:
+    add_device_arg(p)
     p.add_argument("--problem", default="synthetic")
     p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--optimizer", default="sgd", help="name, entry point, or path/to/file.py:Class")
@@ -43,6 +46,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    apply_device(args)
     from optimizers import coerce_hyperparameters, get_optimizer_class
     from problems import load_problem
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 
+from ._device import add_device_arg, apply_device
+
 
 def add_args(p) -> None:
+    add_device_arg(p)
     p.add_argument("optimizer", help="path/to/file.py:ClassName (run in the bubblewrap sandbox), or an installed name")
     p.add_argument("--problem", default="synthetic")
     p.add_argument("--scale", default="tiny", choices=["tiny", "small", "paper"])
@@ -17,6 +20,7 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    apply_device(args)
     from bench.score.leaderboard import rank, to_markdown
     from bench.isolation.sandbox import SandboxUnavailable
     from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries, run_protocol

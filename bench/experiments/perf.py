@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from problems.model.devices import synchronize
+
 
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best-of-``repeats`` float32 square matrix product rate of numpy's BLAS, GFLOP/s."""
@@ -43,16 +45,20 @@ class OracleTarget:
     n_train: int
 
     @classmethod
-    def from_problem(cls, problem, device: str = "cpu") -> "OracleTarget":
-        from problems.model.marginal import MarginalLikelihood
-        lik = problem.likelihood() if device == "cpu" else MarginalLikelihood(
-            problem.box_size, problem.band, problem.quadrature, problem.sigma, device=device)
+    def from_problem(cls, problem, device: str | None = None) -> "OracleTarget":
         from problems import problem_label
-        return cls(problem_label(problem), lik, problem.prior,
-                   problem._train[0], problem._train[1], problem.initial_density(0), problem.n_train)
+        if device is not None:
+            problem.use_device(device)
+        images, ctf = problem.split_arrays("train")[:2]
+        return cls(problem_label(problem), problem.likelihood(), problem.prior,
+                   images, ctf, problem.initial_density(0), problem.n_train)
 
     def oracle(self):
+        """A fresh oracle; on a device the images are moved there once (:class:`DeviceRows`)."""
+        from problems.model.devices import DeviceRows
         from problems.oracle import CountingOracle
+        if self.likelihood.device != "cpu" and not isinstance(self.images, DeviceRows):
+            self.images, self.ctf = DeviceRows(self.likelihood.xp, self.images), DeviceRows(self.likelihood.xp, self.ctf)
         return CountingOracle(self.label, self.likelihood, self.prior, self.images, self.ctf, None, 0)
 
 
@@ -65,13 +71,13 @@ def random_target(box_size: int, r_max_fraction: float, shift_extent: float = 0.
     needs neither the simulated stack nor its generation time.
     """
     from problems.model.grids import make_band
-    from problems.model.marginal import MarginalLikelihood
+    from problems.model.marginal import make_likelihood
     from problems.model.poses import make_quadrature
     from problems.model.prior import DensityPrior
     r_max = r_max_fraction * box_size / 2
     band = make_band(r_max)
-    lik = MarginalLikelihood(box_size, band, make_quadrature(r_max, shift_extent=shift_extent), 1.0,
-                             device=device)
+    lik = make_likelihood(box_size, band, make_quadrature(r_max, shift_extent=shift_extent), 1.0,
+                          device=device)
     rng = np.random.default_rng(seed)
     images = (rng.standard_normal((n_images, band.size))
               + 1j * rng.standard_normal((n_images, band.size))).astype(np.complex64)
@@ -109,25 +115,29 @@ def bench_oracle(target, batch_size: int = 100, repeats: int = 20, progress: boo
         terms = lik.prepare(target.images[idx], target.ctf[idx])
         lik.nll_and_grad(x, terms, timings=timings)
     phases = {k: v / n_prof for k, v in timings.items()}
-    # the rest of an oracle call: validation, batch terms, prior
+    # the rest of an oracle call: validation, batch terms, prior (on a device: fused into the pass)
+    sync = (lambda: None) if getattr(lik, "device", "cpu") == "cpu" else (lambda: synchronize(lik.xp))
     t = time.perf_counter()
     for idx in batches[:n_prof]:
         lik.prepare(target.images[idx], target.ctf[idx])
+    sync()
     phases["batch terms"] = (time.perf_counter() - t) / n_prof
-    t = time.perf_counter()
-    for _ in range(n_prof):
-        target.prior.grad(x), target.prior.value(x)
-    phases["prior"] = (time.perf_counter() - t) / n_prof
+    if getattr(lik, "device", "cpu") == "cpu":
+        t = time.perf_counter()
+        for _ in range(n_prof):
+            target.prior.grad(x), target.prior.value(x)
+        phases["prior"] = (time.perf_counter() - t) / n_prof
 
     value_t = _median_time(lambda idx: oracle.value(x, idx), batches[:5])
     hvp_t = _median_time(lambda idx: oracle.hvp(x, v, idx), batches[:5])
     step = float(np.median(step_times))
     flops = lik.gemm_flops(batch_size)
-    gemm_time = phases.get("forward GEMM", np.nan) + phases.get("backward GEMM", np.nan)
+    gemm_time = (phases.get("forward GEMM", np.nan) + phases.get("backward GEMM", np.nan) if getattr(lik, "device", "cpu") == "cpu"
+                 else phases["pose products + log-sum-exp"])
     peak_after = peak_rss_gib()
     quad = lik.quadrature
     return {
-        "problem": target.label, "batch_size": batch_size, "device": lik.device,
+        "problem": target.label, "batch_size": batch_size, "device": getattr(lik, "device", "cpu"),
         "band_coefficients": lik.band.size, "poses": quad.size, "rotations": quad.n_rotations,
         "shifts": quad.n_shifts, "slices_extracted": quad.n_base,
         "ms_per_step": step * 1e3, "images_per_s": batch_size / step,

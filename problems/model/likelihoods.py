@@ -23,7 +23,7 @@ import numpy as np
 
 from .grids import make_band
 from .known_pose import KnownPoseLikelihood
-from .marginal import MarginalLikelihood
+from .marginal import MarginalLikelihood, make_likelihood
 from .poses import make_quadrature
 
 INTERPOLATION = "trilinear on the 2x oversampled centred DFT (N^-1 normalised)"
@@ -41,8 +41,9 @@ class MarginalPart:
         self.sigma = float(sigma)
         self.quadrature = make_quadrature(r_max, shift_extent=shift_extent, shift_sigma=shift_sigma)
 
-    def build(self, dtype) -> MarginalLikelihood:
-        return MarginalLikelihood(self.box_size, self.band, self.quadrature, self.sigma, dtype=dtype)
+    def build(self, dtype, device: str = "cpu"):
+        """The CPU path, or the array-module path of ``device`` (:func:`.marginal.make_likelihood`)."""
+        return make_likelihood(self.box_size, self.band, self.quadrature, self.sigma, dtype=dtype, device=device)
 
     def metadata(self) -> dict:
         return {"quadrature": self.quadrature.describe(), "sigma": self.sigma}

@@ -103,16 +103,15 @@ class MarginalLikelihood:
         Noise standard deviation per Fourier coefficient (= per pixel).
     dtype : numpy dtype
         ``float32`` (default, the benchmark's hot loop) or ``float64``.
-    device : str
-        ``"cpu"`` (default) or an array-module backend of
-        :mod:`.pose_backend` (``"cuda"`` via CuPy; ``"numpy"`` runs that
-        backend's code on the CPU) for the pose phases of ``nll``,
-        ``nll_and_grad`` and ``hvp``; the volume phases and the E-step always
-        run here.
+
+    This is the CPU path (``device="cpu"``); :func:`make_likelihood` builds
+    the array-module path of the other devices (:mod:`.xp_marginal`).
     """
 
+    device = "cpu"
+
     def __init__(self, box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
-                 dtype=np.float32, device: str = "cpu"):
+                 dtype=np.float32):
         self.n = int(box_size)
         self.band, self.quadrature, self.sigma = band, quadrature, float(sigma)
         self.dtype = np.dtype(dtype)
@@ -134,12 +133,7 @@ class MarginalLikelihood:
             quadrature.log_weights().reshape(quadrature.n_shifts, 4, quadrature.n_base), dtype=self.dtype)
         self.mult = band.multiplicity.astype(self.dtype)
         self.scale = 1.0 / (2.0 * self.sigma**2)
-        self.device = device
         self._buffers: dict[str, np.ndarray] = {}
-        self._backend = None
-        if device != "cpu":
-            from .pose_backend import ArrayModulePoses
-            self._backend = ArrayModulePoses(self, device)
 
     # ----------------------------------------------------------------- batch
     def prepare(self, images: np.ndarray, ctf: np.ndarray) -> BatchTerms:
@@ -259,10 +253,7 @@ class MarginalLikelihood:
     # ------------------------------------------------------------ public API
     def nll(self, x: np.ndarray, terms: BatchTerms) -> np.ndarray:
         """Per-image NLL (B,) float64."""
-        s = self.slices(x)
-        if self._backend is not None:
-            return self._backend.nll(s, terms)
-        return self._exp_logits(s, terms)[3]
+        return self._exp_logits(self.slices(x), terms)[3]
 
     def posterior(self, x: np.ndarray, terms: BatchTerms) -> tuple[np.ndarray, np.ndarray]:
         """Posterior over poses in pose order, shape (B, M), and per-image NLL."""
@@ -280,16 +271,12 @@ class MarginalLikelihood:
             cube = self.dft.forward(x.astype(self.dtype, copy=False))
         with _phase(timings, "slicing"):
             s = self.slicer.forward(cube)
-        if self._backend is not None:
-            with _phase(timings, "pose phases (" + self.device + ")"):
-                nll, g = self._backend.nll_and_slice_grad(s, terms)
-        else:
-            e_sum, e_diff, e_q, nll, inv_total = self._exp_logits(s, terms, True, timings)
-            with _phase(timings, "backward GEMM"):
-                zr_t, zi_t, zq_t = self._pair_products(e_sum, e_diff, e_q, terms, inv_total)
-                g = self._buffer("g", s.shape, s.dtype)
-                slice_gradient_t(zr_t, zi_t, zq_t, s.view(self.dtype), self.dtype.type(1.0 / (self.sigma**2 * terms.size)),
-                                 g.view(self.dtype))
+        e_sum, e_diff, e_q, nll, inv_total = self._exp_logits(s, terms, True, timings)
+        with _phase(timings, "backward GEMM"):
+            zr_t, zi_t, zq_t = self._pair_products(e_sum, e_diff, e_q, terms, inv_total)
+            g = self._buffer("g", s.shape, s.dtype)
+            slice_gradient_t(zr_t, zi_t, zq_t, s.view(self.dtype), self.dtype.type(1.0 / (self.sigma**2 * terms.size)),
+                             g.view(self.dtype))
         with _phase(timings, "adjoint slicing"):
             g_cube = self.slicer.adjoint(g)
         with _phase(timings, "adjoint DFT"):
@@ -320,8 +307,6 @@ class MarginalLikelihood:
         """
         s = self.slices(x)
         w = self.slices(v)
-        if self._backend is not None:
-            return self.slices_adjoint(self._backend.hvp_slices(s, w, terms))
         e_sum, e_diff, e_q, _, inv_total = self._exp_logits(s, terms, combine=True)
         du, dv, dq = self._row_products(terms, *self._slice_rows(s, w, 2 * self.scale, -2 * self.scale, "d"), "d")
         if terms.xrq is not None:
@@ -370,3 +355,14 @@ class MarginalLikelihood:
         value = float(np.sum(zq * (s.real**2 + s.imag**2) - 2 * (za.conj() * s).real, dtype=np.float64))
         grad = self.slices_adjoint(((zq * s - za) / (self.sigma**2 * count)).astype(self.cdtype))
         return value / (2 * self.sigma**2 * count), grad
+
+
+def make_likelihood(box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
+                    dtype=np.float32, device: str = "cpu"):
+    """The likelihood of ``device``: this module's CPU path for ``"cpu"``, else the
+    array-module path :class:`.xp_marginal.DeviceLikelihood` (``"numpy"``, ``"cuda"``;
+    ``RuntimeError`` when CuPy or a GPU is missing)."""
+    if device == "cpu":
+        return MarginalLikelihood(box_size, band, quadrature, sigma, dtype=dtype)
+    from .xp_marginal import DeviceLikelihood
+    return DeviceLikelihood(box_size, band, quadrature, sigma, dtype=dtype, device=device)

@@ -1,0 +1,370 @@
+"""The marginal likelihood written once against an array module: NumPy here, CuPy on a GPU.
+
+The same objective as :mod:`.marginal` (paper Eqs. 2-6, DESIGN.md "Fast
+evaluation"), every phase on the device of :mod:`.devices`:
+
+1. partial DFT: ``cube = F_z F_y F_x x`` on the band's 2x oversampled cube
+   (three complex products; the Hermitian half ``m_x >= 0`` only) and its
+   adjoint ``Re F^H g``;
+2. slicing ``S = T cube``: the trilinear interpolation as a fixed sparse
+   matrix ``T`` (CSR, 8 entries a row, ``n_base D`` rows), applied to the
+   cube's real and imaginary parts as one two-column product; the adjoint
+   scatter-add is the product with ``T^T`` (also CSR, built once), so no
+   atomics and the same code on both modules;
+3. batch terms: the image-variant rows ``X = c C I`` of every shift and the
+   quarter turns 0, 1 (turns 2, 3 are their conjugates), ``X_q = c C^2``;
+4. pose products ``U = Re X (2 Re S)^T + X_q (-|S|^2)^T``, ``V = Im X (2 Im S)^T``,
+   logits ``L_pm = kappa (U pm V) + log w`` with ``kappa = 1 / (2 sigma^2)``;
+5. a stable log-sum-exp over all poses (float64 totals):
+   ``NLL_b = kappa ||I_b||^2 - log sum_j exp L_bj``;
+6. slice gradient ``(Z_q S - Z_a) / (sigma^2 B)`` with ``Re Z_a = P_sum^T Re X``,
+   ``Im Z_a = P_diff^T Im X``, ``Z_q = (sum_s P_sum)^T X_q``, then the
+   adjoint slicing and the adjoint DFT;
+7. the prior ``rho`` (:mod:`.prior`) and its derivatives, elementwise.
+
+Unlike the CPU path, the slices of mirrored poses are interpolated rather
+than derived (the products dominate on a GPU, not the gather).  Training,
+test and scoring images live on the device (:class:`.devices.DeviceRows`);
+per call only ``x`` (and ``v``) go down and the values and gradient come back.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .devices import array_module, sparse_module, synchronize, to_host
+from .fourier import cube_half_width, partial_dft_matrix
+from .grids import Band, quarter_turn_maps
+from .poses import PoseQuadrature
+from .projector import slice_coordinates
+
+
+@dataclass
+class DeviceTerms:
+    """Device batch terms: rows ``2 s + p`` of ``Re X``, ``Im X`` (2 n_shift B, D), ``X_q`` (2B, D),
+    ``norm2 = sum_t c_t |I_t|^2`` (B,) float64."""
+
+    xr: object
+    xi: object
+    xq: object
+    norm2: object
+    size: int
+
+
+def trilinear_matrix(xp, coords, m_max: int, dtype):
+    """``T`` (rows, K^3) CSR with ``(T cube)[r]`` the trilinear value at ``coords[r] + m_max``.
+
+    ``coords`` (rows, 3) are ``(x, y, z)`` cube coordinates about the centre;
+    the cube is indexed ``[z, y, x]``.  Corner ``(dz, dy, dx)`` of cell ``i``
+    has flat index ``((i_z + dz) K + i_y + dy) K + i_x + dx`` and weight
+    ``prod (d f + (1 - d)(1 - f))``; the 8 corners are in increasing order.
+    """
+    k = 2 * m_max + 1
+    p = xp.asarray(coords, dtype=dtype) + dtype(m_max)
+    cell = xp.floor(p).astype(np.int32)
+    frac = p - cell.astype(dtype)
+    base = (cell[:, 2] * k + cell[:, 1]) * k + cell[:, 0]
+    indices, weights = [], []
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                indices.append(base + (dz * k + dy) * k + dx)
+                w = [frac[:, a] if d else 1 - frac[:, a] for a, d in ((0, dx), (1, dy), (2, dz))]
+                weights.append(w[0] * w[1] * w[2])
+    rows = p.shape[0]
+    indptr = xp.arange(0, 8 * rows + 1, 8, dtype=np.int32)
+    sp = sparse_module(xp)
+    return sp.csr_matrix((xp.stack(weights, 1).ravel(), xp.stack(indices, 1).ravel(), indptr),
+                         shape=(rows, k**3))
+
+
+class DeviceLikelihood:
+    """The marginal NLL, its gradient, HVP and E-step sums on an array-module device.
+
+    Same parameters and public methods as :class:`.marginal.MarginalLikelihood`
+    (``prepare``, ``nll``, ``nll_and_grad``, ``hvp``, ``posterior``,
+    ``expectation``, ``complete_data_objective``, ``slices``,
+    ``slices_adjoint``, ``gemm_flops``), plus the prior fused into the same
+    device pass (``*_with_prior``) and :meth:`nll_batches` for held-out sets.
+    Inputs ``x``, ``v`` are host arrays; results come back as host arrays.
+    """
+
+    def __init__(self, box_size: int, band: Band, quadrature: PoseQuadrature, sigma: float,
+                 dtype=np.float32, device: str = "numpy"):
+        xp = self.xp = array_module(device)
+        self.device = device
+        self.n = n = int(box_size)
+        self.band, self.quadrature, self.sigma = band, quadrature, float(sigma)
+        self.dtype = np.dtype(dtype)
+        self.cdtype = np.result_type(self.dtype, np.complex64)
+        m = self.m_max = cube_half_width(band.r_max)
+        f = partial_dft_matrix(n, m, np.complex128) / n ** (1.0 / 3.0)
+        half = f[m:]
+        inter = np.empty((n, 2 * half.shape[0]))
+        inter[:, 0::2], inter[:, 1::2] = half.real.T, half.imag.T
+        self._f = xp.asarray(f.astype(self.cdtype))                                  # (K, N)
+        self._f_h = xp.asarray(np.ascontiguousarray(f.conj().T).astype(self.cdtype))  # (N, K)
+        self._first = xp.asarray(inter.astype(self.dtype))                          # (N, 2K')
+        self._first_adj = xp.asarray(np.ascontiguousarray(inter.T).astype(self.dtype))
+        coords = slice_coordinates(quadrature.base_matrices(), band.k, self.dtype)
+        if np.abs(coords).max() > m - 1:
+            raise ValueError("slice coordinates leave the cube; increase m_max")
+        self._t = trilinear_matrix(xp, coords.reshape(-1, 3), m, self.dtype.type)
+        self._t_adj = self._t.T.tocsr()
+        index, conj = quarter_turn_maps(band)
+        self._turn_index, self._turn_conj = xp.asarray(index[:2]), xp.asarray(conj[:2])
+        k = band.k.astype(np.float64)
+        self._shift_phase = xp.asarray(np.exp(2j * np.pi * (quadrature.shifts @ k.T) / n).astype(self.cdtype))
+        self._log_weights = xp.asarray(quadrature.log_weights().reshape(quadrature.n_shifts, 4, -1)
+                                       .astype(self.dtype))
+        self._mult = xp.asarray(band.multiplicity.astype(self.dtype))
+        self.scale = 1.0 / (2.0 * self.sigma**2)
+        self.kappa = self.dtype.type(self.scale)
+
+    # ------------------------------------------------------------ transfers
+    def put(self, a, dtype=None):
+        """``a`` on the device (in ``dtype`` if given)."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def _x(self, x):
+        return self.xp.asarray(np.ascontiguousarray(x, dtype=self.dtype))
+
+    # ---------------------------------------------------------- volume phases
+    def dft(self, x):
+        """The oversampled cube ``[mz, my, mx]`` of a device volume (phase 1)."""
+        xp, n, m = self.xp, self.n, self.m_max
+        k, kh = 2 * m + 1, m + 1
+        t1 = (x.reshape(n * n, n) @ self._first).view(self.cdtype).reshape(n, n, kh)
+        t2 = (self._f @ t1.reshape(n, n * kh)).reshape(k, n, kh)              # [mz, y, mx >= 0]
+        half = xp.matmul(self._f, t2)                                         # [mz, my, mx >= 0]
+        cube = xp.empty((k, k, k), dtype=self.cdtype)
+        cube[:, :, m:] = half
+        cube[:, :, :m] = half[::-1, ::-1, m:0:-1].conj()
+        return cube
+
+    def dft_adjoint(self, g):
+        """``Re F^H g``: the gradient on ``x`` of ``Re <g, dft(x)>`` (device arrays)."""
+        xp, n, m = self.xp, self.n, self.m_max
+        k, kh = 2 * m + 1, m + 1
+        gh = g[:, :, m:].astype(self.cdtype, copy=True)
+        gh[:, :, 1:] += g[::-1, ::-1, m - 1::-1].conj()
+        u2 = xp.matmul(self._f_h, gh)                                         # [mz, y, mx >= 0]
+        u1 = self._f_h @ u2.reshape(k, n * kh)                                # [z, (y, mx >= 0)]
+        u1 = xp.ascontiguousarray(u1).reshape(n * n, kh).view(self.dtype)
+        return (u1 @ self._first_adj).reshape(n, n, n)
+
+    def _slice(self, cube):
+        """``T cube`` (phase 2): (n_base, D) complex."""
+        flat = cube.reshape(-1).view(self.dtype).reshape(-1, 2)
+        out = self.xp.ascontiguousarray(self._t @ flat)
+        return out.view(self.cdtype).reshape(self.quadrature.n_base, self.band.size)
+
+    def _slice_adjoint(self, g):
+        """``T^T g``: a (K, K, K) complex cube."""
+        k = 2 * self.m_max + 1
+        flat = self.xp.ascontiguousarray(g, dtype=self.cdtype).reshape(-1).view(self.dtype).reshape(-1, 2)
+        return self.xp.ascontiguousarray(self._t_adj @ flat).view(self.cdtype).reshape(k, k, k)
+
+    def slices(self, x):
+        """Base slices of a host volume, (n_base, D) host complex array."""
+        return to_host(self._slice(self.dft(self._x(x))))
+
+    def slices_adjoint(self, g):
+        """Gradient on ``x`` (host) of ``Re <g, slices(x)>`` for host slice values ``g``."""
+        return to_host(self.dft_adjoint(self._slice_adjoint(self.put(g))))
+
+    # ------------------------------------------------------------ batch terms
+    def prepare(self, images, ctf) -> DeviceTerms:
+        """Batch terms (phase 3) of ``images`` (B, D) complex and ``ctf`` (B, D), host or device."""
+        xp = self.xp
+        images = xp.asarray(images, dtype=self.cdtype)
+        ctf = xp.asarray(ctf, dtype=self.dtype)
+        d = images.shape[1]
+        shifted = images[None, :, :] * self._shift_phase[:, None, :]                  # (S, B, D)
+        variants = xp.moveaxis(shifted[:, :, self._turn_index], 2, 1)                # (S, 2, B, D)
+        variants = xp.where(self._turn_conj[None, :, None, :], variants.conj(), variants)
+        ctf_q = xp.moveaxis(ctf[:, self._turn_index], 1, 0)[None]                    # (1, 2, B, D)
+        x = self._mult * ctf_q * variants
+        xi = xp.ascontiguousarray(x.imag)
+        xi[..., 0] = 0                            # Im of the DC term: zero for a real image
+        norm2 = (xp.abs(images.astype(np.complex128)) ** 2 * self._mult.astype(np.float64)).sum(axis=1)
+        rows = (lambda a: xp.ascontiguousarray(a.reshape(-1, d), dtype=self.dtype))
+        return DeviceTerms(rows(x.real), rows(xi), rows(self._mult * ctf_q**2), norm2, images.shape[0])
+
+    # ------------------------------------------------------------ pose phases
+    def _posterior(self, s, terms: DeviceTerms):
+        """Unnormalised ``e+``, ``e-`` (S, 2, B, n_base), ``1 / total`` and ``lse`` (B,) float64 (phases 4, 5)."""
+        xp, b, n_shift = self.xp, terms.size, self.quadrature.n_shifts
+        n_base = s.shape[0]
+        u = (terms.xr @ (2 * s.real).T).reshape(n_shift, 2, b, n_base)
+        v = (terms.xi @ (2 * s.imag).T).reshape(n_shift, 2, b, n_base)
+        q = (terms.xq @ -(s.real**2 + s.imag**2).T).reshape(1, 2, b, n_base)
+        a = (u + q) * self.kappa
+        v *= self.kappa
+        lw = self._log_weights[:, :, None, :]
+        lp, lm = a + v + lw[:, :2], a - v + lw[:, 2:]
+        top = xp.maximum(lp.max(axis=(0, 1, 3)), lm.max(axis=(0, 1, 3)))[:, None]   # (B, 1)
+        ep = xp.exp(lp - top, out=lp)
+        em = xp.exp(lm - top, out=lm)
+        total = ep.sum(axis=(0, 1, 3), dtype=np.float64) + em.sum(axis=(0, 1, 3), dtype=np.float64)
+        lse = top[:, 0].astype(np.float64) + xp.log(total)
+        return ep, em, 1.0 / total, lse
+
+    def _nll(self, terms, lse):
+        return terms.norm2 * self.scale - lse
+
+    def _z(self, p_sum, p_diff, terms):
+        """``(Re Z_a, Im Z_a, Z_q)``, each (n_base, D): ``P_sum^T Re X``, ``P_diff^T Im X``, ``(sum_s P_sum)^T X_q``."""
+        n_base = p_sum.shape[-1]
+        zr = terms.xr.T @ p_sum.reshape(-1, n_base)
+        zi = terms.xi.T @ p_diff.reshape(-1, n_base)
+        zq = terms.xq.T @ p_sum.sum(axis=0).reshape(-1, n_base)
+        return zr.T, zi.T, zq.T
+
+    def _grad_device(self, x, terms: DeviceTerms, timings=None):
+        """Per-image NLL (B,) and the gradient of their mean, both on the device."""
+        with self._phase(timings, "partial DFT"):
+            cube = self.dft(x)
+        with self._phase(timings, "slicing"):
+            s = self._slice(cube)
+        with self._phase(timings, "pose products + log-sum-exp"):
+            ep, em, inv_total, lse = self._posterior(s, terms)
+            inv = inv_total.astype(self.dtype)[:, None]
+            zr, zi, zq = self._z((ep + em) * inv, (ep - em) * inv, terms)
+            g = (zq * s - (zr + 1j * zi)) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
+        with self._phase(timings, "adjoint slicing"):
+            g_cube = self._slice_adjoint(g)
+        with self._phase(timings, "adjoint DFT"):
+            grad = self.dft_adjoint(g_cube)
+        return self._nll(terms, lse), grad
+
+    def _hvp_device(self, x, v, terms: DeviceTerms):
+        """Hessian of the batch-mean NLL at ``x`` times ``v`` (device arrays).
+
+        Logit derivatives ``dU + dQ pm dV`` with ``dU = Re X (2 kappa Re W)^T``,
+        ``dQ = X_q (-2 kappa Re(conj(S) W))^T``, ``dV = Im X (2 kappa Im W)^T``
+        (``W`` the slices of ``v``); ``dp = p (dL - sum_j p dL)`` per pair; then
+        ``(Z_q W + dZ_q S - dZ_a) / (sigma^2 B)`` back through the adjoints.
+        """
+        s, w = self._slice(self.dft(x)), self._slice(self.dft(v))
+        ep, em, inv_total, _ = self._posterior(s, terms)
+        k2 = 2 * self.kappa
+        du = (terms.xr @ (k2 * w.real).T).reshape(ep.shape)
+        dv = (terms.xi @ (k2 * w.imag).T).reshape(ep.shape)
+        dq = (terms.xq @ (-k2 * (s.real * w.real + s.imag * w.imag)).T).reshape(1, *ep.shape[1:])
+        inv = inv_total.astype(self.dtype)[:, None]
+        p_sum, p_diff = (ep + em) * inv, (ep - em) * inv
+        a = du + dq
+        a -= (p_sum * a + p_diff * dv).sum(axis=(0, 1, 3), dtype=np.float64).astype(self.dtype)[:, None]
+        _, _, zq = self._z(p_sum, p_diff, terms)
+        dzr, dzi, dzq = self._z(p_sum * a + p_diff * dv, p_diff * a + p_sum * dv, terms)
+        h = (zq * w + dzq * s - (dzr + 1j * dzi)) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
+        return self.dft_adjoint(self._slice_adjoint(h))
+
+    # ------------------------------------------------------------ public API
+    def nll(self, x, terms: DeviceTerms) -> np.ndarray:
+        """Per-image NLL (B,) float64 (host)."""
+        s = self._slice(self.dft(self._x(x)))
+        return to_host(self._nll(terms, self._posterior(s, terms)[3]))
+
+    def nll_batches(self, x, images, ctf, batch: int = 100) -> np.ndarray:
+        """Per-image NLL of a whole (device-resident) set, the slices computed once."""
+        s = self._slice(self.dft(self._x(x)))
+        out = [self._nll(t, self._posterior(s, t)[3])
+               for t in (self.prepare(images[i:i + batch], ctf[i:i + batch]) for i in range(0, len(images), batch))]
+        return to_host(self.xp.concatenate(out))
+
+    def nll_and_grad(self, x, terms: DeviceTerms, timings: dict | None = None):
+        """Per-image NLL (B,) and the gradient of their mean (host arrays)."""
+        with self._phase(timings, "transfer x"):
+            xd = self._x(x)
+        nll, grad = self._grad_device(xd, terms, timings)
+        with self._phase(timings, "transfer f, g"):
+            out = to_host(nll), to_host(grad)
+        return out
+
+    def hvp(self, x, v, terms: DeviceTerms) -> np.ndarray:
+        return to_host(self._hvp_device(self._x(x), self._x(v), terms))
+
+    def posterior(self, x, terms: DeviceTerms):
+        """Posterior over poses in pose order, (B, M) host, and per-image NLL."""
+        s = self._slice(self.dft(self._x(x)))
+        p, lse = self._normalised(s, terms)
+        return to_host(self.xp.moveaxis(p, 2, 0).reshape(terms.size, -1)), to_host(self._nll(terms, lse))
+
+    def _normalised(self, s, terms):
+        ep, em, inv_total, lse = self._posterior(s, terms)
+        n_shift, b = self.quadrature.n_shifts, terms.size
+        p = self.xp.concatenate([ep, em], axis=1) * inv_total.astype(self.dtype)[:, None]
+        return p.reshape(n_shift, 4, b, -1), lse
+
+    def expectation(self, x, terms: DeviceTerms, hard: bool = False):
+        """E-step sums ``za = P^T X`` (n_base, D) complex and ``zq`` (n_base, D), host (see
+        :meth:`.marginal.MarginalLikelihood.expectation`); ``hard``: one-hot at each image's best pose."""
+        xp = self.xp
+        p, _ = self._normalised(self._slice(self.dft(self._x(x))), terms)
+        if hard:
+            flat = xp.moveaxis(p, 2, 0).reshape(terms.size, -1)
+            one_hot = xp.zeros_like(flat)
+            one_hot[xp.arange(terms.size), flat.argmax(axis=1)] = 1
+            p = xp.moveaxis(one_hot.reshape(terms.size, *p.shape[:2], -1), 0, 2)
+        zr, zi, zq = self._z(p[:, :2] + p[:, 2:], p[:, :2] - p[:, 2:], terms)
+        return to_host((zr + 1j * zi).astype(self.cdtype)), to_host(xp.ascontiguousarray(zq))
+
+    def complete_data_objective(self, x, za, zq, count: int):
+        """The M-step objective ``Q(x)`` and its gradient (:meth:`.marginal.MarginalLikelihood.complete_data_objective`)."""
+        s = self._slice(self.dft(self._x(x)))
+        za, zq = self.put(za), self.put(zq)
+        value = float((zq * (s.real**2 + s.imag**2) - 2 * (za.conj() * s).real).sum(dtype=np.float64))
+        g = ((zq * s - za) / (self.sigma**2 * count)).astype(self.cdtype)
+        return value / (2 * self.sigma**2 * count), to_host(self.dft_adjoint(self._slice_adjoint(g)))
+
+    # ------------------------------------------- the prior in the same pass
+    def _prior(self, x, prior, scale: float):
+        """``rho(x)`` (float64 device scalar) and ``scale * grad rho`` (:mod:`.prior`)."""
+        xp = self.xp
+        neg = xp.minimum(x, 0)
+        value = (prior.lambda_plus * xp.maximum(x, 0) - prior.lambda_minus * neg**3).sum(dtype=np.float64)
+        grad = self.dtype.type(scale * prior.lambda_plus) * (x >= 0) - self.dtype.type(3 * scale * prior.lambda_minus) * neg**2
+        return value, grad
+
+    def value_with_prior(self, x, terms, prior):
+        """Per-image NLL (host) and ``rho(x)``."""
+        xd = self._x(x)
+        s = self._slice(self.dft(xd))
+        nll = self._nll(terms, self._posterior(s, terms)[3])
+        return to_host(nll), float(self._prior(xd, prior, 0.0)[0])
+
+    def grad_with_prior(self, x, terms, prior, scale: float):
+        """Per-image NLL, ``rho(x)`` and ``grad (mean NLL + scale rho)`` (host), in one device pass."""
+        xd = self._x(x)
+        nll, grad = self._grad_device(xd, terms)
+        value, g_prior = self._prior(xd, prior, scale)
+        grad += g_prior
+        return to_host(nll), float(value), to_host(grad)
+
+    def hvp_with_prior(self, x, v, terms, prior, scale: float):
+        """``(H_NLL + scale diag rho'') v`` (host); ``rho'' = 6 lambda_- |x|`` for ``x < 0``."""
+        xd, vd = self._x(x), self._x(v)
+        h = self._hvp_device(xd, vd, terms)
+        h += self.dtype.type(-6 * scale * prior.lambda_minus) * self.xp.minimum(xd, 0) * vd
+        return to_host(h)
+
+    def gemm_flops(self, batch_size: int) -> float:
+        """Flops of the forward + backward pose products (as :meth:`.marginal.MarginalLikelihood.gemm_flops`)."""
+        return 2.0 * 2.0 * 2 * batch_size * (2 * self.quadrature.n_shifts + 1) * self.band.size * self.quadrature.n_base
+
+    @contextmanager
+    def _phase(self, timings, name):
+        """Accumulate a phase's wall time into ``timings`` (device synchronised at both ends)."""
+        if timings is None:
+            yield
+            return
+        synchronize(self.xp)
+        start = time.perf_counter()
+        yield
+        synchronize(self.xp)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
