@@ -39,6 +39,7 @@ def add_args(p) -> None:
     p.add_argument("--check", nargs="*", default=["synthetic:tiny", "synthetic:small", "realistic:tiny",
                                                   "realistic:small"], help="device: PROBLEM:SCALE to check")
     p.add_argument("--fig3", default="realistic:small", help="device: PROBLEM:SCALE of the reduced Fig. 3 ('' skips)")
+    p.add_argument("--fig3-seconds", type=float, default=180.0, help="device: start no Fig. 3 method after this")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--dataset", help="relion: a dataset folder with particles.star and ground_truth.mrc "
@@ -145,9 +146,10 @@ def _device(args) -> dict:
     if args.device in (None, "cpu"):
         raise SystemExit("bench device needs --device cuda (or numpy for a dry run on the CPU)")
     problems = [tuple(item.split(":")) for item in args.check]
-    report = run_check(args.device, problems, tuple(args.fig3.split(":")) if args.fig3 else None)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report).write_text(format_markdown(report))
+    report = run_check(args.device, problems, tuple(args.fig3.split(":")) if args.fig3 else None,
+                       fig3_seconds=args.fig3_seconds,
+                       on_part=lambda r: Path(args.report).write_text(format_markdown(r)))   # partial reports
     print(format_markdown(report))
     return report
 

@@ -135,20 +135,25 @@ def step_times(device: str, batch: int = 100, repeats: int = 10, geometries: dic
 
 
 def reduced_fig3(device: str, name: str = "realistic", scale: str = "small", results_dir: str = "results",
-                 budget: str = "1epoch") -> list[dict]:
-    """One epoch per method of the paper's seven, default hyperparameters, on ``device``."""
+                 budget: str = "1epoch", seconds: float = float("inf")) -> list[dict]:
+    """One epoch per method of the paper's seven, default hyperparameters, on ``device``; methods
+    not started within ``seconds`` are listed as skipped."""
+    from optimizers import PAPER_SEVEN
     from problems import load_problem
 
-    from optimizers import PAPER_SEVEN
     from bench.run.runner import run
+    start = time.perf_counter()
     problem = load_problem(name, scale=scale, progress=False, device=device)
     x0 = problem.initial_density(0)
     rows = [{"method": "initial density", "test_nll": problem.test_nll(x0), "wall_s": 0.0, "status": "-"}]
     for method in PAPER_SEVEN:
+        if time.perf_counter() - start > seconds:
+            rows.append({"method": method, "test_nll": np.nan, "wall_s": 0.0, "status": "skipped (time)"})
+            continue
         t = time.perf_counter()
         res = run(problem, method, budget=budget, results_dir=results_dir, progress=False, force=True)
-        rows.append({"method": method, "test_nll": res.final_test_nll, "wall_s": time.perf_counter() - t,
-                     "status": res.status})
+        rows.append({"method": method, "test_nll": np.nan if res.final_test_nll is None else res.final_test_nll,
+                     "wall_s": time.perf_counter() - t, "status": res.status})
     return rows
 
 
@@ -160,27 +165,34 @@ def device_name(device: str) -> str:
     return f"cuda: {props['name'].decode()}, CuPy {cupy.__version__}"
 
 
-def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geometries: dict | None = None) -> dict:
-    """All four parts (module docstring); each part's wall time is recorded.  The Fig. 3 runs'
-    records go to a temporary folder (the report keeps their results)."""
+def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geometries: dict | None = None,
+              fig3_seconds: float = float("inf"), on_part=None) -> dict:
+    """All four parts (module docstring); each part's wall time is recorded and ``on_part(report)``
+    is called after each (to write what is done so far).  The Fig. 3 runs' records go to a
+    temporary folder (the report keeps their results)."""
     import tempfile
     xp = array_module(device)
-    report, clock = {"device": device_name(device)}, {}
+    report = {"device": device_name(device), "agreement": [], "steps": [], "clock": {}}
+    clock = report["clock"]
+    done = on_part or (lambda r: None)
     t = time.perf_counter()
     report["float32_product_error"] = float32_product_error(xp)
     report["precision"] = PRECISION.get(device, "")
-    report["agreement"] = agreement(device, problems)
-    clock["agreement"] = time.perf_counter() - t
+    for problem in problems:
+        report["agreement"] += agreement(device, [problem])
+        clock["agreement"] = time.perf_counter() - t
+        done(report)
     t = time.perf_counter()
     report["steps"] = step_times(device, geometries=geometries)
     clock["paper-scale steps"] = time.perf_counter() - t
+    done(report)
     if fig3_problem:
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            report["fig3"] = reduced_fig3(device, *fig3_problem, results_dir=tmp)
+            report["fig3"] = reduced_fig3(device, *fig3_problem, results_dir=tmp, seconds=fig3_seconds)
         report["fig3_problem"] = "-".join(fig3_problem)
         clock["reduced Fig. 3"] = time.perf_counter() - t
-    report["clock"] = clock
+        done(report)
     return report
 
 
