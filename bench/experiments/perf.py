@@ -57,7 +57,7 @@ class OracleTarget:
         """A fresh oracle; on a device the images are moved there once (:class:`DeviceRows`)."""
         from problems.model.devices import DeviceRows
         from problems.oracle import CountingOracle
-        if self.likelihood.device != "cpu" and not isinstance(self.images, DeviceRows):
+        if getattr(self.likelihood, "device", "cpu") != "cpu" and not isinstance(self.images, DeviceRows):
             self.images, self.ctf = DeviceRows(self.likelihood.xp, self.images), DeviceRows(self.likelihood.xp, self.ctf)
         return CountingOracle(self.label, self.likelihood, self.prior, self.images, self.ctf, None, 0)
 
@@ -116,13 +116,14 @@ def bench_oracle(target, batch_size: int = 100, repeats: int = 20, progress: boo
         lik.nll_and_grad(x, terms, timings=timings)
     phases = {k: v / n_prof for k, v in timings.items()}
     # the rest of an oracle call: validation, batch terms, prior (on a device: fused into the pass)
-    sync = (lambda: None) if getattr(lik, "device", "cpu") == "cpu" else (lambda: synchronize(lik.xp))
+    device = getattr(lik, "device", "cpu")
+    sync = (lambda: None) if device == "cpu" else (lambda: synchronize(lik.xp))
     t = time.perf_counter()
     for idx in batches[:n_prof]:
         lik.prepare(target.images[idx], target.ctf[idx])
     sync()
     phases["batch terms"] = (time.perf_counter() - t) / n_prof
-    if getattr(lik, "device", "cpu") == "cpu":
+    if device == "cpu":
         t = time.perf_counter()
         for _ in range(n_prof):
             target.prior.grad(x), target.prior.value(x)
@@ -132,12 +133,12 @@ def bench_oracle(target, batch_size: int = 100, repeats: int = 20, progress: boo
     hvp_t = _median_time(lambda idx: oracle.hvp(x, v, idx), batches[:5])
     step = float(np.median(step_times))
     flops = lik.gemm_flops(batch_size)
-    gemm_time = (phases.get("forward GEMM", np.nan) + phases.get("backward GEMM", np.nan) if getattr(lik, "device", "cpu") == "cpu"
+    gemm_time = (phases.get("forward GEMM", np.nan) + phases.get("backward GEMM", np.nan) if device == "cpu"
                  else phases["pose products + log-sum-exp"])
     peak_after = peak_rss_gib()
     quad = lik.quadrature
     return {
-        "problem": target.label, "batch_size": batch_size, "device": getattr(lik, "device", "cpu"),
+        "problem": target.label, "batch_size": batch_size, "device": device,
         "band_coefficients": lik.band.size, "poses": quad.size, "rotations": quad.n_rotations,
         "shifts": quad.n_shifts, "slices_extracted": quad.n_base,
         "ms_per_step": step * 1e3, "images_per_s": batch_size / step,
