@@ -161,8 +161,12 @@ def device_name(device: str) -> str:
     if device != "cuda":
         return f"{device} ({platform.processor() or platform.machine()})"
     import cupy
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    return f"cuda: {props['name'].decode()}, CuPy {cupy.__version__}"
+    try:
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        name = name.decode() if isinstance(name, bytes) else str(name)
+    except Exception as exc:  # naming the card must not stop the check
+        name = f"unnamed GPU ({exc.__class__.__name__})"
+    return f"cuda: {name}, CuPy {cupy.__version__}"
 
 
 def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geometries: dict | None = None,
