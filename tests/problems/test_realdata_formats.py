@@ -32,7 +32,7 @@ from problems.data.cryosparc import read_cryosparc
 from problems.data.io import DataError, DataWarning, read_particle_star, read_particles
 from problems.model.ctf import evaluate_ctf
 from problems.model.grids import make_band
-from realformats import write_cs
+from realformats import star_text, write_cs
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "relion_tiny"
 
@@ -42,26 +42,9 @@ def _tables():
     return blocks["optics"].copy(), blocks["particles"].copy()
 
 
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.6f}"
-    return str(v)
-
-
-def _star_text(blocks: dict[str, pd.DataFrame]) -> str:
-    """STAR text as RELION 3.1 writes it (version comment, ``loop_``, ``_rlnName #i``)."""
-    out = ["", "# version 30001", ""]
-    for name, df in blocks.items():
-        out += [f"data_{name}", "", "loop_"]
-        out += [f"_{c} #{i + 1}" for i, c in enumerate(df.columns)]
-        out += [" ".join(_fmt(v) for v in row) for row in df.itertuples(index=False)]
-        out.append("")
-    return "\n".join(out) + "\n"
-
-
 def _write_star(path: Path, blocks: dict[str, pd.DataFrame]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_star_text(blocks))
+    path.write_text(star_text(blocks))
     return path
 
 
