@@ -21,10 +21,12 @@ from .olbfgs import OLBFGS
 from .sagd import SAGD
 from .sgd import SGD
 from .tonga import TONGA
+from .optax_adapter import OptaxOptimizer
 from .torch_adapter import TorchOptimizer
 
 BUILTIN = {cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, TONGA, OLBFGS, HessianFree, Adam,
-                                     SAGD, HutchinsonSGD, EM, ProjectionMatching, TorchOptimizer)}
+                                     SAGD, HutchinsonSGD, EM, ProjectionMatching, TorchOptimizer,
+                                     OptaxOptimizer)}
 PAPER_SEVEN = ("sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free")
 
 __all__ = ["Optimizer", "Range", "OptimizerInfo", "hyperparameters", "available", "get_optimizer_class",
