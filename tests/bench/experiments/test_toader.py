@@ -85,6 +85,7 @@ def test_band_oracle_is_the_chain_rule(refine):
 def test_reproduce_toader_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(toader_report, "UNIFORM", {"tiny": ((16,), 200, 2)})
     monkeypatch.setattr(toader_report, "EPOCHS", 3)
+    monkeypatch.setattr(toader_report, "SPEED_BOX", 24)
     paths = toader_report.reproduce_toader("tiny", tmp_path, progress=False)
     names = {p.name for p in paths}
     assert {"README.md", "toader.json", "kappa.png", "loss.png", "fsc.png", "fsc_heatmap.png", "diag_h.png"} <= names
@@ -95,6 +96,8 @@ def test_reproduce_toader_writes_the_report(tmp_path, monkeypatch):
         assert len(subs) == 4 and subs[-1] < subs[0]
     text = (tmp_path / "toader" / "README.md").read_text()
     assert "point by point" in text and "3.4x" in text and "Dominant phase" in text
+    assert rec["speed"]["box"] == 24 and rec["speed"]["epoch_seconds"] == pytest.approx(
+        30 * rec["speed"]["seconds_per_step"])
 
 
 def test_known_poses_from_a_particle_file_undo_the_shifts(monkeypatch):

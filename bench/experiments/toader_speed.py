@@ -1,0 +1,56 @@
+"""Speed of the known-pose oracle at Toader et al.'s scale: one SGD epoch, measured, not assumed.
+
+The target (issue 23): one epoch of known-pose SGD on 30,000 images at
+batch 1000 within 30 s on 2 cores.  :func:`epoch_speed` times
+``value_and_grad`` of :class:`problems.model.known_pose.KnownPoseLikelihood`
+(float32, matrix-free: partial DFT of the 2x oversampled cube by three
+separable products + trilinear slicing, numba-threaded; no dense basis) on
+random data with random poses at a box and band, and projects the epoch as
+``30 x`` the median step.  The same run's numpy sgemm rate
+(:func:`bench.experiments.perf.gemm_gflops`) is printed beside it so a
+number from a loaded machine can be read as a ratio.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from problems.model.grids import make_band
+from problems.model.known_pose import KnownPoseLikelihood
+
+from .perf import gemm_gflops, peak_rss_gib
+
+
+def epoch_speed(box: int = 128, r_max_fraction: float = 0.98, batch: int = 1000, n_train: int = 30_000,
+                steps: int = 3, seed: int = 0) -> dict:
+    """Median seconds of one ``value_and_grad`` at ``batch`` and the projected epoch (module docstring)."""
+    rng = np.random.default_rng(seed)
+    r_max = min(r_max_fraction * box / 2, box / 2 - 1.01)          # below Nyquist, as the problem requires
+    band = make_band(r_max)
+    lik = KnownPoseLikelihood(box, band, 1.0, np.float32)
+    rot = Rotation.random(batch, random_state=rng).as_matrix()
+    images = (rng.standard_normal((batch, band.size)) + 1j * rng.standard_normal((batch, band.size))).astype(np.complex64)
+    ctf = rng.uniform(-1, 1, (batch, band.size)).astype(np.float32)
+    x = rng.standard_normal((box,) * 3).astype(np.float32)
+    lik.nll_and_grad(x, lik.prepare(images[:2], ctf[:2], rot[:2]))          # compile outside the timing
+    times, phases = [], {}
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        terms = lik.prepare(images, ctf, rot)
+        t1 = time.perf_counter()
+        lik.nll_and_grad(x, terms)
+        t2 = time.perf_counter()
+        times.append(t2 - t0)
+        phases.setdefault("prepare (slice coordinates)", []).append(t1 - t0)
+        phases.setdefault("value_and_grad", []).append(t2 - t1)
+    step = float(np.median(times))
+    t0 = time.perf_counter()
+    lik.dft.adjoint(lik.dft.forward(x))
+    dft = time.perf_counter() - t0
+    return {"box": box, "r_max": band.r_max, "coefficients": band.size, "batch": batch, "n_train": n_train,
+            "seconds_per_step": step, "epoch_seconds": step * np.ceil(n_train / batch),
+            "partial_dft_round_trip_seconds": dft,
+            "phases": {k: float(np.median(v)) for k, v in phases.items()},
+            "numpy_sgemm_gflops": gemm_gflops(), "peak_rss_gib": peak_rss_gib()}
