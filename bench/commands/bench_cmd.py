@@ -4,6 +4,8 @@
   breakdown and GEMM rate against the same run's sgemm; ``--random-data``
   keeps the problem's objective configuration (box, band, quadrature) with
   random band data, so paper scales need no generated stack.
+* ``cryoopt bench oracle --against REV``: this tree's value_and_grad against
+  git revision REV's, alternating in one run (a ratio, and both against sgemm).
 * ``cryoopt bench oracle --isolated``: value_and_grad through the oracle
   server of submitted optimizers against the in-process oracle (ratio).
 * ``cryoopt bench shifts``: the shift dimension -- value_and_grad with and
@@ -49,6 +51,9 @@ def add_args(p) -> None:
     p.add_argument("--healpix-order", type=int, default=2)
     p.add_argument("--offset-range", type=float, default=3.0)
     p.add_argument("--work-dir", default="relion-speed", help="relion: where RELION writes its runs")
+    p.add_argument("--against", metavar="REV",
+                   help="oracle: also time git revision REV (a temporary worktree, in a child process), alternating")
+    p.add_argument("--rounds", type=int, default=8, help="oracle --against: alternating rounds")
     p.add_argument("--isolated", action="store_true",
                    help="oracle: value_and_grad through the oracle server of submissions vs in-process (ratio)")
     p.add_argument("--optimizers", nargs="+", help="optimizers: which (default: the paper's seven)")
@@ -71,6 +76,12 @@ def _spec_geometry(problem: str, scale: str, overrides: dict) -> dict:
 
 def _oracle(args) -> dict:
     from problems import load_problem
+    if args.against:
+        from bench.experiments.against import compare_with_revision, format_comparison
+        report = compare_with_revision(args.against, args.problem, args.scale, args.batch_size,
+                                       steps=max(1, args.repeats // 4), rounds=args.rounds)
+        print(format_comparison(report))
+        return report
 
     from bench.experiments.perf import OracleTarget, bench_oracle, format_report, random_target
     overrides = {k: v for k, v in (("r_max_fraction", args.r_max_fraction),
