@@ -19,6 +19,8 @@ float32 product's error against float64 on the device.
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -106,6 +108,20 @@ def synchronize(xp) -> None:
     """Wait for queued device work (timings); nothing on NumPy."""
     if xp is not np:
         xp.cuda.get_current_stream().synchronize()
+
+
+@contextmanager
+def timed_phase(xp, timings: dict | None, name: str):
+    """Accumulate a phase's wall time into ``timings`` (no-op when None), the device
+    synchronised at both ends so that queued work is charged to its own phase."""
+    if timings is None:
+        yield
+        return
+    synchronize(xp)
+    start = time.perf_counter()
+    yield
+    synchronize(xp)
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 class DeviceRows:

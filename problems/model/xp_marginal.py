@@ -29,13 +29,11 @@ per call only ``x`` (and ``v``) go down and the values and gradient come back.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
-from .devices import array_module, sparse_module, synchronize, to_host
+from .devices import array_module, sparse_module, timed_phase, to_host
 from .fourier import cube_half_width, partial_dft_matrix
 from .grids import Band, quarter_turn_maps
 from .poses import PoseQuadrature
@@ -118,8 +116,10 @@ class DeviceLikelihood:
         self._turn_index, self._turn_conj = xp.asarray(index[:2]), xp.asarray(conj[:2])
         k = band.k.astype(np.float64)
         self._shift_phase = xp.asarray(np.exp(2j * np.pi * (quadrature.shifts @ k.T) / n).astype(self.cdtype))
-        self._log_weights = xp.asarray(quadrature.log_weights().reshape(quadrature.n_shifts, 4, -1)
-                                       .astype(self.dtype))
+        lw = quadrature.log_weights().reshape(quadrature.n_shifts, 4, 1, -1)        # (S, 4, 1, n_base)
+        if not np.array_equal(lw[:, :2], lw[:, 2:]):     # uniform in-plane weights: turns p, p + 2 alike
+            raise ValueError("quarter turns p and p + 2 must share their quadrature weights")
+        self._lw = xp.asarray(lw[:, :2].astype(self.dtype))
         self._mult = xp.asarray(band.multiplicity.astype(self.dtype))
         self.scale = 1.0 / (2.0 * self.sigma**2)
         self.kappa = self.dtype.type(self.scale)
@@ -195,45 +195,66 @@ class DeviceLikelihood:
         return DeviceTerms(rows(x.real), rows(xi), rows(self._mult * ctf_q**2), norm2, images.shape[0])
 
     # ------------------------------------------------------------ pose phases
-    def _posterior(self, s, terms: DeviceTerms):
-        """Unnormalised ``e+``, ``e-`` (S, 2, B, n_base), ``1 / total`` and ``lse`` (B,) float64 (phases 4, 5)."""
-        xp, b, n_shift = self.xp, terms.size, self.quadrature.n_shifts
-        n_base = s.shape[0]
-        u = (terms.xr @ (2 * s.real).T).reshape(n_shift, 2, b, n_base)
-        v = (terms.xi @ (2 * s.imag).T).reshape(n_shift, 2, b, n_base)
-        q = (terms.xq @ -(s.real**2 + s.imag**2).T).reshape(1, 2, b, n_base)
-        a = (u + q) * self.kappa
-        v *= self.kappa
-        lw = self._log_weights[:, :, None, :]
-        lp, lm = a + v + lw[:, :2], a - v + lw[:, 2:]
-        top = xp.maximum(lp.max(axis=(0, 1, 3)), lm.max(axis=(0, 1, 3)))[:, None]   # (B, 1)
-        ep = xp.exp(lp - top, out=lp)
-        em = xp.exp(lm - top, out=lm)
-        total = ep.sum(axis=(0, 1, 3), dtype=np.float64) + em.sum(axis=(0, 1, 3), dtype=np.float64)
-        lse = top[:, 0].astype(np.float64) + xp.log(total)
-        return ep, em, 1.0 / total, lse
+    def _products(self, s, terms: DeviceTerms, timings=None):
+        """Forward products (phase 4): ``u = kappa (U + Q) + log w``, ``v = kappa V``,
+        each (S, 2, B, n_base), so that ``L_pm = u pm v``.
+
+        ``kappa`` is applied to the (small) slice side, the weights and ``Q`` are
+        added in place: on a GPU the passes over these arrays, not the
+        products, set the pace."""
+        with self._phase(timings, "forward GEMM"):
+            b, n_shift, n_base = terms.size, self.quadrature.n_shifts, s.shape[0]
+            k2 = self.dtype.type(2 * self.scale)
+            u = (terms.xr @ (k2 * s.real).T).reshape(n_shift, 2, b, n_base)
+            v = (terms.xi @ (k2 * s.imag).T).reshape(n_shift, 2, b, n_base)
+            u += (terms.xq @ (-self.kappa * (s.real**2 + s.imag**2)).T).reshape(1, 2, b, n_base)
+            u += self._lw
+        return u, v
+
+    def _posterior(self, s, terms: DeviceTerms, timings=None):
+        """Unnormalised ``e+``, ``e-`` (S, 2, B, n_base; in the products' memory), ``1 / total``
+        and ``lse`` (B,) float64 (phases 4, 5)."""
+        xp = self.xp
+        u, v = self._products(s, terms, timings)
+        with self._phase(timings, "log-sum-exp"):
+            lp = xp.add(u, v)
+            lm = xp.subtract(u, v, out=u)
+            top = xp.maximum(lp.max(axis=(0, 1, 3)), lm.max(axis=(0, 1, 3)))[:, None]   # (B, 1)
+            for a in (lp, lm):
+                xp.subtract(a, top, out=a)
+                xp.exp(a, out=a)
+            total = lp.sum(axis=(0, 1, 3), dtype=np.float64) + lm.sum(axis=(0, 1, 3), dtype=np.float64)
+            lse = top[:, 0].astype(np.float64) + xp.log(total)
+        return lp, lm, 1.0 / total, lse
 
     def _nll(self, terms, lse):
         return terms.norm2 * self.scale - lse
 
-    def _z(self, p_sum, p_diff, terms):
-        """``(Re Z_a, Im Z_a, Z_q)``, each (n_base, D): ``P_sum^T Re X``, ``P_diff^T Im X``, ``(sum_s P_sum)^T X_q``."""
+    def _rows(self, rows, inv):
+        """Image rows times their image's ``inv`` (``e^T (rows inv) = P^T rows``, P normalised)."""
+        return rows if inv is None else rows * self.xp.tile(inv, rows.shape[0] // inv.size)[:, None]
+
+    def _z(self, p_sum, p_diff, terms, inv=None):
+        """``(Re Z_a, Im Z_a, Z_q)``, each (n_base, D): ``P_sum^T Re X``, ``P_diff^T Im X``,
+        ``(sum_s P_sum)^T X_q``, with ``P = e inv`` (``inv`` per image, folded into the rows)."""
         n_base = p_sum.shape[-1]
-        zr = terms.xr.T @ p_sum.reshape(-1, n_base)
-        zi = terms.xi.T @ p_diff.reshape(-1, n_base)
-        zq = terms.xq.T @ p_sum.sum(axis=0).reshape(-1, n_base)
+        zr = self._rows(terms.xr, inv).T @ p_sum.reshape(-1, n_base)
+        zi = self._rows(terms.xi, inv).T @ p_diff.reshape(-1, n_base)
+        zq = self._rows(terms.xq, inv).T @ p_sum.sum(axis=0).reshape(-1, n_base)
         return zr.T, zi.T, zq.T
 
     def _grad_device(self, x, terms: DeviceTerms, timings=None):
         """Per-image NLL (B,) and the gradient of their mean, both on the device."""
+        xp = self.xp
         with self._phase(timings, "partial DFT"):
             cube = self.dft(x)
         with self._phase(timings, "slicing"):
             s = self._slice(cube)
-        with self._phase(timings, "pose products + log-sum-exp"):
-            ep, em, inv_total, lse = self._posterior(s, terms)
-            inv = inv_total.astype(self.dtype)[:, None]
-            zr, zi, zq = self._z((ep + em) * inv, (ep - em) * inv, terms)
+        ep, em, inv_total, lse = self._posterior(s, terms, timings)
+        with self._phase(timings, "backward GEMM"):
+            p_sum = xp.add(ep, em)
+            p_diff = xp.subtract(ep, em, out=ep)
+            zr, zi, zq = self._z(p_sum, p_diff, terms, inv_total.astype(self.dtype))
             g = (zq * s - (zr + 1j * zi)) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
         with self._phase(timings, "adjoint slicing"):
             g_cube = self._slice_adjoint(g)
@@ -246,21 +267,32 @@ class DeviceLikelihood:
 
         Logit derivatives ``dU + dQ pm dV`` with ``dU = Re X (2 kappa Re W)^T``,
         ``dQ = X_q (-2 kappa Re(conj(S) W))^T``, ``dV = Im X (2 kappa Im W)^T``
-        (``W`` the slices of ``v``); ``dp = p (dL - sum_j p dL)`` per pair; then
-        ``(Z_q W + dZ_q S - dZ_a) / (sigma^2 B)`` back through the adjoints.
+        (``W`` the slices of ``v``); ``dp = p (dL - mu)``, ``mu = sum_j p dL``,
+        per pair:  ``dp_+ + dp_- = e_sum (a - mu) + e_diff dV`` and
+        ``dp_+ - dp_- = e_diff (a - mu) + e_sum dV`` over the image's total
+        (``a = dU + dQ``); then ``(Z_q W + dZ_q S - dZ_a) / (sigma^2 B)`` back
+        through the adjoints.  In place where the arrays are pose-sized.
         """
+        xp = self.xp
         s, w = self._slice(self.dft(x)), self._slice(self.dft(v))
         ep, em, inv_total, _ = self._posterior(s, terms)
         k2 = 2 * self.kappa
-        du = (terms.xr @ (k2 * w.real).T).reshape(ep.shape)
+        a = (terms.xr @ (k2 * w.real).T).reshape(ep.shape)
         dv = (terms.xi @ (k2 * w.imag).T).reshape(ep.shape)
-        dq = (terms.xq @ (-k2 * (s.real * w.real + s.imag * w.imag)).T).reshape(1, *ep.shape[1:])
-        inv = inv_total.astype(self.dtype)[:, None]
-        p_sum, p_diff = (ep + em) * inv, (ep - em) * inv
-        a = du + dq
-        a -= (p_sum * a + p_diff * dv).sum(axis=(0, 1, 3), dtype=np.float64).astype(self.dtype)[:, None]
-        _, _, zq = self._z(p_sum, p_diff, terms)
-        dzr, dzi, dzq = self._z(p_sum * a + p_diff * dv, p_diff * a + p_sum * dv, terms)
+        a += (terms.xq @ (-k2 * (s.real * w.real + s.imag * w.imag)).T).reshape(1, *ep.shape[1:])
+        e_sum = xp.add(ep, em)
+        e_diff = xp.subtract(ep, em, out=em)
+        tmp = xp.multiply(e_sum, a, out=ep)
+        mu = tmp.sum(axis=(0, 1, 3), dtype=np.float64)
+        mu += xp.multiply(e_diff, dv, out=tmp).sum(axis=(0, 1, 3), dtype=np.float64)
+        a -= (mu * inv_total).astype(self.dtype)[:, None]
+        dp_sum = xp.multiply(e_sum, a, out=tmp)
+        dp_sum += xp.multiply(e_diff, dv)
+        dp_diff = xp.multiply(e_diff, a, out=a)
+        dp_diff += xp.multiply(e_sum, dv, out=dv)
+        inv = inv_total.astype(self.dtype)
+        _, _, zq = self._z(e_sum, e_diff, terms, inv)
+        dzr, dzi, dzq = self._z(dp_sum, dp_diff, terms, inv)
         h = (zq * w + dzq * s - (dzr + 1j * dzi)) * self.dtype.type(1.0 / (self.sigma**2 * terms.size))
         return self.dft_adjoint(self._slice_adjoint(h))
 
@@ -357,14 +389,5 @@ class DeviceLikelihood:
         """Flops of the forward + backward pose products (as :meth:`.marginal.MarginalLikelihood.gemm_flops`)."""
         return 2.0 * 2.0 * 2 * batch_size * (2 * self.quadrature.n_shifts + 1) * self.band.size * self.quadrature.n_base
 
-    @contextmanager
     def _phase(self, timings, name):
-        """Accumulate a phase's wall time into ``timings`` (device synchronised at both ends)."""
-        if timings is None:
-            yield
-            return
-        synchronize(self.xp)
-        start = time.perf_counter()
-        yield
-        synchronize(self.xp)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+        return timed_phase(self.xp, timings, name)
