@@ -25,7 +25,8 @@ Search (all in the band, on Fourier-cropped volumes):
    ``delta = 1 / r_max`` rad, so every rotation is within about ``delta / 2`` of
    a grid point and the outer band shell moves by at most ~0.5 voxel.  The
    score is translation-invariant: the per-shell correlation of Fourier
-   amplitudes ``|Y(A^T k)|`` with ``|X_ref(k)|``.
+   amplitudes ``|Y(A^T k)|`` with ``|X_ref(k)|``, computed in one parallel
+   pass over the grid (:mod:`bench.score.coarse`).
 3. The ``n_candidates`` best distinct rotations per hand get a translation
    from the FFT cross-correlation of the band, then a continuous 6-DOF
    refinement (rotation vector + sub-voxel shift, Nelder-Mead) of the mean
@@ -42,6 +43,8 @@ import scipy.fft
 from scipy.ndimage import affine_transform, map_coordinates
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
+
+from .coarse import coarse_scores
 
 BEYOND_BAND = "beyond band"
 OVERSAMPLING = 4
@@ -124,8 +127,6 @@ class _BandSampler:
         re, im = (map_coordinates(p, c, order=1, mode="nearest") for p in self._parts)
         return (re + 1j * im).reshape(k.shape[:-1])
 
-    def amplitude(self, k: np.ndarray) -> np.ndarray:
-        return map_coordinates(self._amp, self._coords(k), order=1, mode="nearest").reshape(k.shape[:-1])
 
 
 def _band_points(radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -137,18 +138,6 @@ def _band_points(radius: float) -> tuple[np.ndarray, np.ndarray]:
     half = (k[:, 0] > 0) | ((k[:, 0] == 0) & (k[:, 1] > 0)) | ((k[:, 0] == 0) & (k[:, 1] == 0) & (k[:, 2] > 0))
     keep = half & (norm <= radius)
     return k[keep], np.rint(norm[keep]).astype(int)
-
-
-def _shell_corr(a: np.ndarray, b: np.ndarray, shells: np.ndarray, n_shells: int) -> np.ndarray:
-    """Per-shell normalised correlation ``Re sum a conj(b) / sqrt(sum|a|^2 sum|b|^2)`` (last axis = points)."""
-    flat_a, flat_b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-    out = np.empty((flat_a.shape[0], n_shells))
-    for s in range(1, n_shells + 1):
-        sel = shells == s
-        aa, bb = flat_a[:, sel], flat_b[:, sel]
-        num = np.real(np.sum(aa * np.conj(bb), axis=1))
-        out[:, s - 1] = num / np.sqrt(np.sum(np.abs(aa) ** 2, axis=1) * np.sum(np.abs(bb) ** 2, axis=1) + 1e-300)
-    return out.reshape(a.shape[:-1] + (n_shells,))
 
 
 def _distinct_best(scores: np.ndarray, grid: np.ndarray, count: int, min_angle: float) -> list[np.ndarray]:
@@ -200,14 +189,12 @@ def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None
     ref_k = ref(k)
     ref_amp = np.abs(ref_k)
     grid = rotation_grid(step)
-    rotated_k = np.einsum("gji,pj->gpi", grid, k)          # A^T k for every grid rotation
+    ref_centred = ref_amp - _shell_means(ref_amp, shells, n_shells)
     best = None
     hands = {}
     for mirrored in (False, True):
         sampler = _BandSampler(estimate[::-1] if mirrored else estimate, size)
-        amp = sampler.amplitude(rotated_k)
-        coarse = _shell_corr(amp - _shell_means(amp, shells, n_shells),
-                             (ref_amp - _shell_means(ref_amp, shells, n_shells))[None], shells, n_shells).mean(axis=1)
+        coarse = coarse_scores(sampler._amp, grid, k, shells, n_shells, ref_centred, OVERSAMPLING, sampler.centre)
         # Amplitudes cannot see translations but also miss phase: rank the best distinct
         # grid rotations again with the phase (translation from the cross-correlation).
         screened = []
