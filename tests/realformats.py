@@ -13,7 +13,11 @@ these files checks the project against the conventions, not against itself.
 * :func:`cs_pose_from_relion` inverts :func:`pyem_expmap` (axis-angle of ``A^T``);
 * :func:`star_text` writes STAR text as RELION 3.1 does (``# version 30001``,
   ``loop_``, ``_rlnName #i``), or key-value blocks (``_rlnName value``) for
-  the blocks given as dicts, as RELION writes a one-row table.
+  the blocks given as dicts, as RELION writes a one-row table;
+* :func:`cryodrgn_star_text` writes it as cryodrgn's ``starfile.write_star``
+  does: ``data_optics`` + ``data_particles``, or one unnamed ``data_`` block
+  without optics (its RELION 3.0 form); column names without ``#i``; values
+  by ``str``.
 """
 from __future__ import annotations
 
@@ -80,6 +84,19 @@ def star_text(blocks: dict, newline: str = "\n") -> str:
             out += [" ".join(_fmt(v) for v in row) for row in block.itertuples(index=False)]
         out.append("")
     return newline.join(out) + newline
+
+
+def cryodrgn_star_text(data, optics=None) -> str:
+    """STAR text as cryodrgn's ``write_star`` / ``_write_star_block`` write it."""
+    def block(df, header):
+        rows = [" ".join(str(v) for v in row) for row in df.itertuples(index=False)]
+        return [f"{header}", "", "loop_", *(f"_{c}" for c in df.columns), *rows]
+    out = ["# Created 2026-12-04 14:00:00.000000", ""]
+    if optics is not None:
+        out += [*block(optics, "data_optics"), "", "", *block(data, "data_particles")]
+    else:
+        out += block(data, "data_")
+    return "\n".join(out) + "\n"
 
 
 CS_DTYPE = [("uid", "<u8"), ("blob/path", "S96"), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),

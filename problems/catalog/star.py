@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pooch
 
 from ..data.io import DataError, read_particles
@@ -42,7 +43,7 @@ STAR_SCALES = {
 
 def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int = 0,
                       progress: bool = True, r_max: float | None = None, box: int | None = None,
-                      n_images: int | None = None, n_test: int | None = None,
+                      n_images: int | None = None, n_test: int | None = None, n_score: int = 0,
                       shift_extent: float | None = None, shift_sigma: float = 1.0,
                       lambda_plus: float = 3e-2, lambda_minus: float = 1e-4,
                       normalise: bool = True, bg_radius: float = 0.9,
@@ -61,6 +62,9 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
         Target box after Fourier cropping (never enlarged).
     n_images, n_test : int, optional
         Use the first ``n_images`` particles; hold out ``n_test`` of them.
+    n_score : int
+        Further held-out images for a scoring split (:meth:`Problem.score_nll`),
+        drawn from the images left after the test split, which it leaves unchanged.
     shift_extent, shift_sigma : float
         Shift quadrature in cropped pixels.
     normalise, bg_radius : noise normalisation (see :mod:`problems.data.preprocess`).
@@ -87,8 +91,9 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
     r_index = fraction * box / 2
     n_use = min(len(stack), n_images or defaults.max_images or len(stack))
     n_test = defaults.n_test if n_test is None else int(n_test)
-    if n_use <= n_test:
-        raise DataError(f"{path}: {n_use} images cannot hold out n_test = {n_test} and still train")
+    if n_use <= n_test + n_score:
+        raise DataError(f"{path}: {n_use} images cannot hold out n_test = {n_test} and "
+                        f"n_score = {n_score} and still train")
     extent = defaults.shift_extent if shift_extent is None else float(shift_extent)
     pre = preprocess_stack(stack, make_band(r_index), box=box, n_images=n_use, normalise=normalise,
                            bg_radius=bg_radius, progress=progress)
@@ -98,7 +103,13 @@ def load_star_problem(path: str | os.PathLike, scale: str = "small", seed: int =
              "n_images": n_use, "n_test": n_test, "shift_extent": extent, "shift_sigma": shift_sigma,
              "normalisation": (f"background outside {bg_radius} x box/2, per-image mean, pooled "
                                f"sigma {pre.sigma_estimate:.6g}") if normalise else "none"}
+    test = split_indices(n_use, n_test, seed)
+    score = None
+    if n_score:
+        fixed["n_score"] = n_score
+        rest = np.setdiff1d(np.arange(n_use), test)
+        score = np.sort(np.random.default_rng([seed, 0x5C07E]).choice(rest, n_score, replace=False))
     return Problem(name="star", version=STAR_VERSION, fixed=fixed, data=pre.data,
-                   test_indices=split_indices(n_use, n_test, seed),
+                   test_indices=test, score_indices=score,
                    **marginal_parts(pre.data.box_size, r_index, 1.0, lambda_plus, lambda_minus, extent, shift_sigma),
                    order_seed=seed, ground_truth=None)

@@ -8,7 +8,7 @@ One test (or group) per item of the issue; each failed on the code before
 the change (checked against main at 3ea2477):
 
 1. a name without ``N@`` only for a file of one 2D image; 3D particles refused;
-2. duplicate particles dropped with a count, never split across train and test;
+2. duplicate particles dropped with a count, never split across train / test / scoring;
 3. CTF-premultiplied images refused;
 4. MRC size against header, complex modes, gzip / bzip2 stacks;
 5. cryoSPARC shifts in ``alignments3D/psize_A`` pixels; wrong pose shapes refused;
@@ -32,7 +32,7 @@ from problems import load_problem
 from problems.data.io import DataError, DataWarning, read_particle_star, read_particles
 from problems.model.ctf import evaluate_ctf
 from problems.model.grids import make_band
-from realformats import star_text, write_cs
+from realformats import cryodrgn_star_text, star_text, write_cs
 
 TINY = Path(__file__).resolve().parents[1] / "data" / "relion_tiny"
 K = make_band(6.0).k / 24
@@ -117,12 +117,13 @@ def test_duplicate_particles_are_dropped_and_never_split_across_train_and_test(t
     np.testing.assert_array_equal(next(stack.iter_chunks(220))[1], _images())
     np.testing.assert_allclose(stack.rotations, _reference().rotations)   # the first of each kept
     with pytest.warns(DataWarning, match="repeat"):
-        p = load_problem("star", path=str(star), scale="tiny", progress=False)
-    assert p.n_train + len(p._test[0]) == 220
-    train, test = p._train[0], p._test[0]
-    # no held-out image has a copy among the training images
-    distance = np.abs(test[:, None, :] - train[None, :, :]).max(axis=2)
-    assert distance.min() > 1e-3
+        p = load_problem("star", path=str(star), scale="tiny", n_score=30, progress=False)
+    splits = {"train": p._train[0], "test": p._test[0], "score": p._score[0]}
+    assert [len(v) for v in splits.values()] == [170, 20, 30]
+    # no held-out image (test or scoring split) has a copy in another split
+    for a, b in (("test", "train"), ("score", "train"), ("test", "score")):
+        distance = np.abs(splits[a][:, None, :] - splits[b][None, :, :]).max(axis=2)
+        assert distance.min() > 1e-3, (a, b)
     # the same in a .cs file: blob/idx repeated
     cs = write_cs(tmp_path / "dup.cs", expanded, "particles.mrcs", 24, 14.933333, optics.iloc[0])
     cs["blob/idx"] = np.arange(len(cs)) // 2
@@ -323,6 +324,13 @@ def test_star_layouts_relion_and_starfile_accept(tmp_path):
     mac = _star(tmp_path / "mac.star", {"optics": optics, "particles": parts}, newline="\r")
     assert b"\n" not in mac.read_bytes()
     _same_as_reference(read_particle_star(mac))
+    # cryodrgn's write_star: 3.1 layout, and its 3.0 form (one unnamed data_ block)
+    (tmp_path / "drgn31.star").write_text(cryodrgn_star_text(parts, optics))
+    _same_as_reference(read_particle_star(tmp_path / "drgn31.star"))
+    flat = parts.drop(columns=["rlnOpticsGroup"]).assign(
+        **{c: optics[c][0] for c in optics.columns if c not in ("rlnOpticsGroup", "rlnOpticsGroupName")})
+    (tmp_path / "drgn30.star").write_text(cryodrgn_star_text(flat))
+    _same_as_reference(read_particle_star(tmp_path / "drgn30.star"))
     two = _star(tmp_path / "two.star", {"a": optics, "b": optics, "particles": parts.drop(
         columns=["rlnOpticsGroup"])})
     with pytest.raises(DataError, match=r"two\.star: no data_optics block and 2 blocks that could be it"):
