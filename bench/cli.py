@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from .commands import COMMANDS
 from .commands.doctor_cmd import version_text
-
-
-def plain(text: str) -> str:
-    """Docstring text without reStructuredText markup: ``:func:`x``` and ````x```` read as ```x```."""
-    text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?([^`]+)`", r"`\1`", text)
-    return text.replace("``", "`")
+from .report.markup import plain
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):

@@ -2,7 +2,7 @@
 
 Example: cryoopt condition --problem refine-known-poses --scale small
 
-Writes reports/condition/<problem>-<scale>.{md,csv} (+ -hutchinson.csv and
+Writes OUT/<problem>-<scale>.{md,csv} (default out/condition/) (+ -hutchinson.csv and
 the ab-initio table at the ground truth, -abinitio.csv); the maths is problems/model/spectra.py, the
 experiment bench/experiments/conditioning.py.
 """
@@ -33,7 +33,7 @@ def add_args(p) -> None:
                    help="training images in the ab-initio Hessian (0: skip that table)")
     p.add_argument("--abinitio-bands", type=_floats, default=[0.5, 1.0],
                    help="subspace radii as fractions of the ab-initio problem's band")
-    p.add_argument("--out", default="reports/condition")
+    p.add_argument("--out", default="out/condition", help="output folder (the committed tables: --out reports/condition)")
 
 
 def main(args) -> int:

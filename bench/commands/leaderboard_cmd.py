@@ -24,7 +24,7 @@ def add_args(p) -> None:
     p.add_argument("--problem", help="problem label, e.g. synthetic-tiny (default: every label present)")
     p.add_argument("--build", metavar="SCALE", help="first run the protocol for missing built-in entries "
                    "of the synthetic problem at this scale")
-    p.add_argument("--out", default="reports/leaderboard", help="where leaderboard.md is written")
+    p.add_argument("--out", default="out/leaderboard", help="where leaderboard.md is written")
 
 
 def main(args) -> int:

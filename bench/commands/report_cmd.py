@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def add_args(p) -> None:
     p.add_argument("results", nargs="?", default="results", help="results directory (default results/)")
-    p.add_argument("--out", default="reports/leaderboard", help="output directory (index.html goes there)")
+    p.add_argument("--out", default="out/report", help="output directory (index.html goes there)")
 
 
 def main(args) -> int:

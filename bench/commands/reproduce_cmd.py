@@ -13,7 +13,7 @@ def add_args(p) -> None:
     p.add_argument("--problems", nargs="+", choices=["synthetic", "realistic"], default=None,
                    help="panels (default: fig3/fig4 both, fig6 synthetic)")
     p.add_argument("--results", default="results")
-    p.add_argument("--out", default="reports", help="figures go to OUT/<figure>/")
+    p.add_argument("--out", default="out", help="figures go to OUT/<figure>/ (the committed ones: --out reports)")
     p.add_argument("--jobs", type=int, default=1, help="parallel runs (default 1: BLAS already uses both cores)")
     p.add_argument("--no-relion", action="store_true", help="fig6 without the RELION 3.1 entry")
     p.add_argument("--relion-particles", type=int, default=None,

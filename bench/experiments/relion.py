@@ -96,6 +96,35 @@ def fit_scale(problem, volume: np.ndarray, n_images: int = 500) -> float:
     return float(np.exp(res.x) * ref)
 
 
+#: RELION 3.1's CPU build on 2 cores at paper scale (128 px, healpix order 3): seconds per particle and iteration
+SECONDS_PER_PARTICLE_ITERATION = 0.05
+
+
+def expected_seconds(n_particles: int, iterations: int, box: int) -> float:
+    """A rough wall time for :func:`run_relion` (the measured paper-scale rate, scaled by the box's area)."""
+    return SECONDS_PER_PARTICLE_ITERATION * n_particles * iterations * (box / 128) ** 2
+
+
+def _run_with_progress(cmd: list[str], work_dir: Path, iterations: int, what: str, timeout: float | None):
+    """Run RELION, with a progress bar over its iterations (it writes ``run_itNNN_class001.mrc`` after each)."""
+    from tqdm.auto import tqdm
+    with open(work_dir / "relion.out", "w+") as out, open(work_dir / "relion.err", "w+") as err, \
+            tqdm(total=iterations, desc=what, unit="iteration") as bar:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=work_dir)
+        t0 = time.monotonic()
+        while proc.poll() is None:
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                proc.kill()
+                proc.wait()
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            done = sum((work_dir / f"run_it{i:03d}_class001.mrc").exists() for i in range(1, iterations + 1))
+            bar.update(done - bar.n)
+            time.sleep(1.0)
+        bar.update(iterations - bar.n if proc.returncode == 0 else 0)
+        out.seek(0), err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
 def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: Path, *, n_particles: int | None,
                seed: int = 0, iterations: int = 5, threads: int = 2, timeout: float | None = None) -> dict:
     """Run RELION on a random subset of the training images and return its map and scores.
@@ -129,7 +158,7 @@ def run_relion(problem, dataset_dir: Path, test_indices: np.ndarray, work_dir: P
                   offset_range=float(problem.metadata.get("shift_extent", 0.0)), iterations=iterations,
                   threads=threads, seed=seed)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=work_dir)
+    proc = _run_with_progress(cmd, work_dir, iterations, f"RELION 3.1 on {n:,} particles", timeout)
     seconds = time.perf_counter() - t0
     out_map = work_dir / f"run_it{iterations:03d}_class001.mrc"
     if proc.returncode != 0 or not out_map.exists():

@@ -86,6 +86,17 @@ def _execute_numbered(number: int, spec: RunSpec | dict) -> tuple[int, RunSummar
     return number, execute(spec)
 
 
+def describe(specs: list[RunSpec]) -> str:
+    """A progress bar's name for ``specs``: ``"tuning sgd, adam on synthetic-small-validation"``."""
+    get = lambda s, k, d=None: s.get(k, d) if isinstance(s, dict) else getattr(s, k, d)  # noqa: E731
+    opts = sorted({str(get(s, "optimizer")).rpartition("/")[2] for s in specs})
+    where = sorted({f"{get(s, 'problem')}-{get(s, 'scale')}" + ("-validation" if get(s, "validation") else "")
+                    for s in specs})
+    tuning = "tuning " if all(get(s, "validation") for s in specs) else ""
+    more = f" +{len(opts) - 3}" if len(opts) > 3 else ""
+    return f"{tuning}{', '.join(opts[:3])}{more} on {', '.join(where)}"
+
+
 def run_specs(specs: list[RunSpec], n_jobs: int = 2, scheduler: str | None = None,
               progress: bool = True) -> list[RunSummary]:
     """Execute specs on joblib processes (or a Dask cluster at ``scheduler``).
@@ -100,7 +111,7 @@ def run_specs(specs: list[RunSpec], n_jobs: int = 2, scheduler: str | None = Non
         with parallel_config(backend=backend, n_jobs=n_jobs if backend != "dask" else -1):
             gen = Parallel(return_as="generator_unordered")(
                 delayed(_execute_numbered)(i, s) for i, s in enumerate(specs))
-            done = dict(tqdm(gen, total=len(specs), desc="sweep", unit="run", disable=not progress))
+            done = dict(tqdm(gen, total=len(specs), desc=describe(specs) if specs else "sweep", unit="run", disable=not progress))
             return [done[i] for i in range(len(specs))]
 
     if scheduler is None:

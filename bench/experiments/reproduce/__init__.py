@@ -26,6 +26,7 @@ import pandas as pd
 from optimizers import PAPER_SEVEN
 
 from bench.report.data import load_runs
+from bench.report.markup import plain, without_machine_paths
 from bench.run.spec import cached_problem
 from bench.run.sweep import run_specs
 from . import draw
@@ -44,15 +45,25 @@ def reproduce(figure: str, scale: str = "small", results_dir: str = "results", o
         raise ValueError(f"unknown figure {figure!r}; choose from {', '.join(FIGURES)}")
     out = Path(out_root) / figure
     out.mkdir(parents=True, exist_ok=True)
-    written, sections = [], []
+    written = []
     for name in problems or DEFAULT_PROBLEMS[figure]:
         files, section = _one_problem(figure, name, scale, results_dir, out, n_jobs, progress, relion,
                                       relion_particles)
-        written += files
-        sections.append(section)
-    report = out / f"{figure}-{scale}.md"
-    report.write_text(f"# {figure} at scale `{scale}`\n\n{protocol.__doc__.strip()}\n\n" + "\n\n".join(sections) + "\n")
-    return written + [report]
+        # each panel keeps its own section file: reproducing one panel leaves the others' sections in the report
+        part = out / f"{figure}-{name}-{scale}.section.md"
+        part.write_text(without_machine_paths(plain(section), results_dir, out_root) + "\n")
+        written += files + [part]
+    return written + [assemble_report(out, figure, scale)]
+
+
+def assemble_report(out: Path, figure: str, scale: str) -> Path:
+    """``OUT/<figure>-<scale>.md``: the protocol, then every panel's section present (synthetic first)."""
+    sections = sorted(Path(out).glob(f"{figure}-*-{scale}.section.md"),
+                      key=lambda p: (p.name != f"{figure}-synthetic-{scale}.section.md", p.name))
+    report = Path(out) / f"{figure}-{scale}.md"
+    report.write_text(f"# {figure} at scale `{scale}`\n\n{plain(protocol.__doc__.strip())}\n\n"
+                      + "\n\n".join(p.read_text().strip() for p in sections) + "\n")
+    return report
 
 
 def _one_problem(figure, name, scale, results_dir, out, n_jobs, progress, relion, relion_particles):
@@ -87,7 +98,10 @@ def _one_problem(figure, name, scale, results_dir, out, n_jobs, progress, relion
             relion_out = relion_entry(problem, name, scale, results_dir, relion_particles)
             clock["RELION"] = time.perf_counter() - t
         else:
-            relion_note = "RELION not installed (relion_refine not on PATH): its entry is missing."
+            relion_note = ("RELION not installed (relion_refine not on PATH): its entry is missing. Install RELION "
+                           "3.1 (Debian/Ubuntu: apt-get install relion; `cryoopt doctor` checks it) or pass "
+                           "--no-relion.")
+            print(relion_note)
     t = time.perf_counter()
     note = f", {problem.n_train:,} training images"
     if figure == "fig3":

@@ -87,6 +87,8 @@ def test_reproduce_fig6_tiny_protocol(tiny, tmp_path):
     assert timing["total_wall_seconds"] > 0 and "tuning" in timing["wall_seconds"]
     report = (fig / "fig6-tiny.md").read_text()
     assert "Wall time" in report and "Tuning cost" in report
+    assert "``" not in report and ":mod:" not in report and ":func:" not in report     # Markdown, not reST
+    assert str(tmp_path) not in report                                             # no machine paths
     again = reproduce("fig6", "tiny", str(tmp_path / "results"), str(out), progress=False, relion=False)
     assert json.loads((fig / "fig6-synthetic-tiny-timing.json").read_text())["records_reused"] == 3
     assert set(again) == set(written)
@@ -129,3 +131,16 @@ def test_tuning_trials_skip_the_full_training_objective(tiny, tmp_path):
     meta = json.loads(res.meta_path.read_text())
     assert meta["status"] == "finished" and np.isfinite(meta["final_test_nll"])
     assert "train_objective" not in meta and "optimality" not in meta
+
+
+def test_one_panel_keeps_the_other_panels_section(tmp_path):
+    """Reproducing --problems realistic rewrites only its own section of the figure's report (issue 25)."""
+    from bench.experiments.reproduce import assemble_report
+    (tmp_path / "fig3-synthetic-small.section.md").write_text("## synthetic-small: first\n")
+    (tmp_path / "fig3-realistic-small.section.md").write_text("## realistic-small: first\n")
+    assemble_report(tmp_path, "fig3", "small")
+    (tmp_path / "fig3-realistic-small.section.md").write_text("## realistic-small: second\n")
+    text = assemble_report(tmp_path, "fig3", "small").read_text()
+    assert "synthetic-small: first" in text and "realistic-small: second" in text and "realistic-small: first" not in text
+    assert text.index("synthetic-small") < text.index("realistic-small")
+    assert "``" not in text and ":mod:" not in text
