@@ -9,8 +9,8 @@ def _isolated_cache(tmp_path_factory):
     """Generated data goes to a per-session temporary cache unless CRYOOPT_CACHE is set."""
     if "CRYOOPT_CACHE" not in os.environ:
         os.environ["CRYOOPT_CACHE"] = str(tmp_path_factory.mktemp("cryoopt-cache"))
-    # The test suite's own scoring seed (leaderboard tests); the real one is never in the repository.
-    os.environ.setdefault("CRYOOPT_SECRET_SEED", "918273645")
+    # The test suite's own scoring key (leaderboard tests); the real one is never in the repository.
+    os.environ.setdefault("CRYOOPT_SECRET_KEY", "5f0c9e2a71b34d86a1e07c3b9d2f4e58")
     yield
 
 

@@ -32,7 +32,11 @@ def main(args) -> int:
     from bench.score.leaderboard import rank, to_markdown
     from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries
     if args.build:
-        ensure_builtin_entries("synthetic", args.build, args.results)
+        try:
+            ensure_builtin_entries("synthetic", args.build, args.results)
+        except SecretSeedMissing as exc:               # one clear line, not a traceback (issue 22)
+            print(f"cryoopt leaderboard --build: {exc}")
+            return 2
     root = Path(args.results) / "leaderboard"
     labels = [args.problem] if args.problem else sorted((p.name for p in root.glob("*") if p.is_dir()),
                                                          key=lambda name: (name != DEFAULT_LABEL, name))
@@ -61,6 +65,7 @@ def _unranked(results: str, label: str) -> str:
     """Entries not ranked (a run that timed out or failed, or an unreadable file), with the reason."""
     from bench.score.leaderboard import load_entries
     entries, problems = load_entries(Path(results), label)
-    lines = [f"- `{e['entry_id']}` ({e['optimizer']}): {e['entry_status']}"
-             for e in entries if e["entry_status"] != "ranked"] + [f"- {p}" for p in problems]
+    from bench.score.text import markdown
+    lines = [f"- {markdown(e['entry_id'])} ({markdown(e['optimizer'])}): {markdown(e['entry_status'])}"
+             for e in entries if e["entry_status"] != "ranked"] + [f"- {markdown(p, 500)}" for p in problems]
     return ("\nNot ranked:\n\n" + "\n".join(lines) + "\n") if lines else ""

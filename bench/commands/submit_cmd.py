@@ -20,8 +20,11 @@ def add_args(p) -> None:
 
 
 def main(args) -> int:
+    """Score one submission; anything that goes wrong while handling it is one line,
+    ``cryoopt submit: not scored: <reason>`` (escaped: the reason may quote the submission), exit status 2."""
     apply_device(args)
     from bench.score.leaderboard import rank, to_markdown
+    from bench.score.text import plain
     from bench.isolation.sandbox import SandboxUnavailable
     from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries, run_protocol
     try:
@@ -29,7 +32,10 @@ def main(args) -> int:
                             budget=args.budget, tuning_budget=args.tuning_budget, trials=args.trials,
                             seeds=args.seeds, timeout=args.timeout)
     except (SandboxUnavailable, SecretSeedMissing, ValueError) as exc:
-        print(f"cryoopt submit: not scored: {exc}")
+        print(f"cryoopt submit: not scored: {plain(exc, newlines=False)}")
+        return 2
+    except Exception as exc:        # a hostile submission must not end the harness with a traceback
+        print(f"cryoopt submit: not scored: {type(exc).__name__}: {plain(exc, newlines=False)}")
         return 2
     ensure_builtin_entries(args.problem, args.scale, args.results)
     label = path.parent.name

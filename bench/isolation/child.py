@@ -6,6 +6,14 @@ on it says what to do (``describe`` or ``run``), so tuning and scored runs
 are indistinguishable from argv and environment.  The optimizer owns this
 process: whatever this module reports is treated as a claim by the harness
 (status messages are displayed, never trusted; the density is its answer).
+
+The run's verdict is the oracle server's (:mod:`bench.isolation.server`):
+it ends a run ``finished`` only when it refuses a call for budget with less
+than the cheapest request left.  An optimizer whose fixed-size request is
+refused with more left (e.g. a batch of 100 with 50 evaluations left)
+forfeits the rest: :func:`run` spends it on one batch of values (the
+density does not change) so that the server sees the budget spent, exactly
+as the in-process runner ends such a run.
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ from dataclasses import fields, is_dataclass
 
 import numpy as np
 
-from problems.protocol import BudgetExhausted, NonFiniteInput, OptimizerInfo
+from problems.protocol import COST_VALUE, BudgetExhausted, NonFiniteInput, OptimizerInfo
 
 from .client import connect
 from .wire import recv, send
@@ -84,18 +92,40 @@ def run(sock: socket.socket, header: dict, x0: np.ndarray) -> None:
                     break
                 x = np.asarray(x, dtype=np.float32)
                 client.call("step", (x,))
-    except NonFiniteInput as exc:
-        send(sock, {"op": "error", "kind": "diverged", "message": str(exc)[:2000]})
-        return
+        if client.refused:
+            spend_the_rest(client, x)
+    except (BudgetExhausted, NonFiniteInput, OSError):
+        return                                  # the server has ended the run (its verdict)
     except Exception as exc:
         # the submission's own frames (file and line) say where it failed; the child's are left out
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("/app/cryoopt_child")]
         where = "".join(f"\n  at {f.filename}:{f.lineno} in {f.name}" + (f": {f.line}" if f.line else "")
                         for f in frames[-3:])
-        send(sock, {"op": "error", "kind": "error",
-                    "message": ("".join(traceback.format_exception_only(exc)).strip() + where)[:2000]})
+        _tell(sock, {"op": "error", "message": ("".join(traceback.format_exception_only(exc)).strip() + where)[:2000]})
         return
-    send(sock, {"op": "done"})
+    _tell(sock, {"op": "done"})                 # only reached if the server did not end the run: an error
+
+
+def spend_the_rest(client, x: np.ndarray) -> None:
+    """After a refusal for budget: values on as many images as the rest pays for, then one more (refused).
+
+    The server ends the run ``finished`` at that last refusal (its rule: less
+    than one image's value left).  Nothing is spent when nothing was (an
+    oversized first request stays an error).
+    """
+    if client.evals <= 0:
+        return
+    n = int(client.remaining // COST_VALUE)
+    if n > 0:
+        client.value(x, np.arange(n, dtype=np.int64) % client.n_train)
+    client.value(x, np.zeros(1, dtype=np.int64))
+
+
+def _tell(sock: socket.socket, header: dict) -> None:
+    try:
+        send(sock, header)
+    except OSError:
+        pass
 
 
 def main() -> int:

@@ -44,6 +44,7 @@ class OracleClient:
         self.dtype = np.dtype(np.float32)
         self._budget = budget
         self._evals = 0.0
+        self.refused = False                   # the server refused a call for budget
         self._lock = threading.Lock()          # one request/answer at a time, from any thread
         self._shm = None
         nbytes = int(np.prod(self.shape)) * 8
@@ -100,6 +101,7 @@ class OracleClient:
                 out = [shm[2].copy()]
         self._evals = float(header.get("evals", self._evals))
         if "error" in header:
+            self.refused = self.refused or header["error"] == "BudgetExhausted"
             raise _ERRORS.get(header["error"], RuntimeError)(header.get("message", header["error"]))
         return header, out
 

@@ -12,11 +12,10 @@ for the human reader, never parsed.
 """
 from __future__ import annotations
 
+import fcntl
 import functools
-import math
 import multiprocessing
 import os
-import re
 import socket
 import tempfile
 import time
@@ -29,33 +28,19 @@ from problems.data.io import write_mrc
 from bench.score.curvature import estimate_curvature
 from bench.score.metrics import compare_to_truth
 from bench.score.reference import full_objective, run_scores
-from bench.run.records import budget_verdict, environment, instance_name, plugin_source_hash, record_paths, run_key, write_record
-from bench.run.runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget
-from .sandbox import Limits, Sandboxed, check_not_exposed, command, python_roots, sandbox_status, stage
-from .sandbox import SandboxUnavailable
+from bench.run.records import (budget_verdict, environment, instance_name, plugin_source_hash, record_paths, run_key,
+                               write_record)
+from bench.run.runner import SNAPSHOT_EVALS, checkpoint_schedule, parse_budget, publishes_densities
+from bench.score.text import plain
+from .describe import check_description, describe, not_from_protected, protected_paths, require_sandbox, split_spec
+from .record import IsolatedRunMeta
+from .sandbox import Limits, Sandboxed, SandboxUnavailable, check_not_exposed, command, python_roots, stage
+from .server import CHEAPEST
 from .server import serve as server_serve
 from .wire import PeerClosed, ProtocolViolation, recv, send
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
-_SCALARS = (bool, int, float, str, type(None))
-
-
-def require_sandbox() -> None:
-    """Raise :class:`SandboxUnavailable` (with the reason) unless the sandbox works here."""
-    why = sandbox_status()
-    if why is not None:
-        raise SandboxUnavailable(f"cannot score submitted optimizers without the sandbox: {why}")
-
-
-def _split_spec(spec: str) -> tuple[Path, str]:
-    path, sep, cls = spec.rpartition(":")
-    if not sep or not path.endswith(".py") or not cls.isidentifier():
-        raise ValueError(f"submission {spec!r}: expected path/to/file.py:ClassName")
-    file = Path(path).resolve()
-    if not file.is_file():
-        raise ValueError(f"submission file {file} not found")
-    return file, cls
-
+__all__ = ["SandboxUnavailable", "check_description", "describe", "require_sandbox", "run_isolated",
+           "send_shared_buffers"]
 
 @functools.lru_cache(maxsize=1)
 def _server_context():
@@ -70,79 +55,18 @@ def _server_context():
 
 
 def send_shared_buffers(sock: socket.socket, shape) -> None:
-    """Create the memfd of three densities (x, v, out) for the server and the optimizer; the harness never maps it."""
-    fd = os.memfd_create("cryoopt-oracle", os.MFD_CLOEXEC)
+    """Create the memfd of three densities (x, v, out) for the server and the optimizer; the harness never maps it.
+
+    Sealed against resizing before it is shared: an optimizer that could shrink
+    it would make the server's next access to the mapping a SIGBUS.
+    """
+    fd = os.memfd_create("cryoopt-oracle", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, 3 * 4 * int(np.prod(shape)))
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         socket.send_fds(sock, [b"s"], [fd])
     finally:
         os.close(fd)
-
-
-def _protected(extra) -> list[Path]:
-    """Folders the sandbox must never see: the data cache, the results, the repository, plus ``extra``."""
-    from problems.data.cache import cache_dir
-    return [cache_dir(), Path(__file__).resolve().parents[2], *(Path(p) for p in extra)]
-
-
-def _not_from_protected(submission: Path, protected: list[Path]) -> None:
-    """Refuse a submission file (after symlinks) inside the cache or results: binding it would expose it."""
-    for p in protected[:1] + protected[2:]:              # the repository may hold submissions (examples/)
-        if submission == Path(p).resolve() or Path(p).resolve() in submission.parents:
-            raise ValueError(f"submission {submission} lies inside {p}; copy it elsewhere first")
-
-
-def _start(submission: Path, limits: Limits, protected: list[Path], tmp: Path) -> tuple[Sandboxed, socket.socket]:
-    _not_from_protected(submission, protected)
-    staging = stage(tmp / "app")
-    check_not_exposed(["/usr", "/lib", "/bin", *python_roots(), str(staging), str(submission)], protected)
-    mine, theirs = socket.socketpair()
-    child = Sandboxed(command(staging, submission, limits, theirs.fileno()), theirs.fileno(), limits)
-    theirs.close()
-    return child, mine
-
-
-def check_description(d: dict) -> dict:
-    """Validate the plain data a sandboxed child returned about a class (types, sizes, names)."""
-    if not isinstance(d.get("name"), str) or not NAME_RE.fullmatch(d["name"]):
-        raise ValueError(f"optimizer name {str(d.get('name'))[:80]!r}: use 1-64 letters, digits, '_.+-'")
-    defaults, space = d.get("defaults"), d.get("search_space")
-    if not isinstance(defaults, dict) or len(defaults) > 64 or not all(
-            isinstance(k, str) and len(k) <= 64 and isinstance(v, _SCALARS) for k, v in defaults.items()):
-        raise ValueError("hyperparameters must be at most 64 named numbers, strings or booleans")
-    if not isinstance(space, dict) or not all(k in defaults for k in space):
-        raise ValueError("search_space must name hyperparameters")
-    for key, r in space.items():
-        lo, hi, scale = r.get("low"), r.get("high"), r.get("scale")
-        if not (isinstance(lo, float) and isinstance(hi, float) and math.isfinite(lo) and math.isfinite(hi)
-                and lo < hi and scale in ("log", "linear") and (scale == "linear" or lo > 0)):
-            raise ValueError(f"search_space[{key!r}]: need finite low < high (> 0 for log), scale log|linear")
-    return {"name": d["name"], "defaults": defaults, "search_space": space}
-
-
-def describe(spec: str, *, timeout: float = 60.0, limits: Limits = Limits(), protected=()) -> dict:
-    """Load and check a submitted class inside the sandbox; returns its checked description.
-
-    Raises ValueError with the child's message when the class is unusable.
-    """
-    require_sandbox()
-    file, cls = _split_spec(spec)
-    protected = _protected(protected)
-    with tempfile.TemporaryDirectory(prefix="cryoopt-describe-") as tmp:
-        child, sock = _start(file, limits, list(protected), Path(tmp))
-        try:
-            sock.settimeout(timeout)
-            send(sock, {"op": "describe", "spec": f"/submission/{file.name}:{cls}"})
-            header, _ = recv(sock, 0)
-        except (OSError, PeerClosed, ProtocolViolation) as exc:
-            raise ValueError(f"{spec}: the class could not be described ({type(exc).__name__}); "
-                             f"output: {child.text()[-500:]}") from None
-        finally:
-            child.kill()
-            sock.close()
-    if header.get("ok") is not True:
-        raise ValueError(str(header.get("message", "invalid class"))[:2000])
-    return check_description(header)
 
 
 class _Evaluator:
@@ -150,6 +74,7 @@ class _Evaluator:
 
     def __init__(self, problem, compare_truth: bool, meta_path: Path, key: str, budget: float):
         self.problem, self.compare, self.meta_path, self.key = problem, compare_truth, meta_path, key
+        self.publish = publishes_densities(problem)      # no density of a secret instance is written
         self.rows, self.snapshots, self.fsc = [], {}, {}
         self.train_objectives: dict[str, float] = {}
         self.pending = [s for s in SNAPSHOT_EVALS if s < budget]
@@ -164,9 +89,10 @@ class _Evaluator:
 
     def snapshot(self, x: np.ndarray, tag: str, evals: float) -> None:
         pixel = self.problem.metadata.get("pixel_size_angstrom", 1.0)
-        path = self.meta_path.with_name(f"{self.key}.{tag}.mrc")
-        write_mrc(path, x, pixel)
-        self.snapshots[tag] = path.name
+        if self.publish:
+            path = self.meta_path.with_name(f"{self.key}.{tag}.mrc")
+            write_mrc(path, x, pixel)
+            self.snapshots[tag] = path.name
         self.train_objectives[tag] = full_objective(self.problem, x)     # harness-only, uncharged
         if self.compare and self.problem.ground_truth is not None:
             cmp = compare_to_truth(x, self.problem.ground_truth, pixel, self.problem.band.r_max)
@@ -188,12 +114,15 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
 
     ``spec`` holds ``problem, scale, data_seed, optimizer (file.py:Class), hyper, seed, budget,
     record_name`` and optionally ``validation, extra, compare_truth``; ``info`` is :func:`describe`'s.
-    Statuses: ``finished`` (budget spent, ledger consistent), ``diverged``, ``error``, ``timeout``.
+    Statuses (the oracle server's verdict, :mod:`.server`): ``finished`` (the server refused a call
+    with the budget spent, ledger consistent), ``diverged`` (it saw a non-finite density), ``error``,
+    ``timeout`` (``timeout`` seconds of the optimizer's wall clock; the server and the harness both
+    enforce it, the whole process tree and cgroup are killed).
     """
     require_sandbox()
-    file, cls = _split_spec(spec["optimizer"])
-    protected = _protected([*protected, results_dir])
-    _not_from_protected(file, protected)
+    file, cls = split_spec(spec["optimizer"])
+    protected = protected_paths([*protected, results_dir])
+    not_from_protected(file, protected)
     unknown = set(spec.get("hyper", {})) - set(info["defaults"])
     if unknown:
         raise ValueError(f"unknown hyperparameters {sorted(unknown)}")
@@ -228,7 +157,7 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
         try:
             # the curvature scale of OptimizerInfo, measured as the in-process runner does (bench.score.curvature)
             curvature = estimate_curvature(problem, problem.initial_density(spec["seed"]))
-            send(ctl, {"budget": budget, "checkpoints": schedule, "shm": True, "child": {
+            send(ctl, {"budget": budget, "checkpoints": schedule, "shm": True, "timeout": timeout, "child": {
                 "spec": f"/submission/{file.name}:{cls}", "hyper": spec.get("hyper", {}), "seed": spec["seed"],
                 "curvature": curvature}})
             send_shared_buffers(ctl, problem.shape)
@@ -265,7 +194,8 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
                 server.kill()
                 server.join()
     evals = float(end.get("evals", 0.0))
-    if status == "finished" and (end.get("budget") != budget or evals > budget + 1e-9 or not end.get("exhausted")):
+    if status == "finished" and (end.get("budget") != budget or evals > budget + 1e-9 or not end.get("exhausted")
+                                 or budget - evals >= CHEAPEST):
         status, message = "error", "inconsistent ledger"
     status, message, budget_use = budget_verdict(status, message, int(end.get("steps", 0)), evals, budget,
                                                  float(end.get("max_step_cost", 0.0)))
@@ -279,21 +209,22 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     scores = {} if x is None else run_scores(problem, results_dir, x, final, ev.train_objectives,
                                              f"{info['name']}/{key}")
     reference = None if problem.ground_truth is None else problem.test_nll(problem.ground_truth)
-    meta = {"run_key": key, "problem": problem.name, "problem_label": label,
-            "problem_version": problem.metadata["version"], "problem_hash": problem.metadata["content_hash"],
-            "optimizer": info["name"], "optimizer_spec": spec["optimizer"], "record_name": spec["record_name"],
-            "hyperparameters": full_hyper, "seed": spec["seed"], "budget": budget, "evals": evals,
-            "status": status, "message": message, "isolated": True, "instance": instance_name(problem.metadata),
-            "final_test_nll": None if not np.isfinite(final) else float(final), "reference_test_nll": reference,
-            "pixel_size_angstrom": problem.metadata.get("pixel_size_angstrom"), "band_radius": problem.band.r_max,
-            "n_train": problem.n_train, "optimizer_seconds": float(end.get("wall_time", 0.0)),
-            "snapshots": ev.snapshots, "fsc": ev.fsc, "calls": end.get("calls", {}),
-            "ledger": end.get("ledger"), "shared_memory_calls": end.get("shared_memory_calls", 0), **environment(), **scores,
-            **budget_use, **({"source_hash": source} if source else {})}
-    meta_path.with_suffix(".log").write_text(child.text())
+    meta = IsolatedRunMeta(
+        run_key=key, problem=problem.name, problem_label=label, problem_version=problem.metadata["version"],
+        problem_hash=problem.metadata["content_hash"], optimizer=info["name"], optimizer_spec=spec["optimizer"],
+        record_name=spec["record_name"], hyperparameters=full_hyper, seed=spec["seed"], budget=budget, evals=evals,
+        status=status, message=plain(message), isolated=True,
+        final_test_nll=None if not np.isfinite(final) else float(final), reference_test_nll=reference,
+        pixel_size_angstrom=problem.metadata.get("pixel_size_angstrom"), band_radius=problem.band.r_max,
+        n_train=problem.n_train, optimizer_seconds=float(end.get("wall_time", 0.0)), snapshots=ev.snapshots,
+        fsc=ev.fsc, calls=end.get("calls", {}), ledger=end.get("ledger"),
+        shared_memory_calls=end.get("shared_memory_calls", 0),
+        extra={"instance": instance_name(problem.metadata), **environment(), **scores, **budget_use,
+               **({"source_hash": source} if source else {})})
+    meta_path.with_suffix(".log").write_text(plain(child.text(), 1 << 20))   # a log for humans, escaped
     rows = ev.rows or [{"evals": 0.0, "wall_time": 0.0, "train_objective": None, "test_nll": np.nan}]
     for row in rows:
         row.update(run_key=key, optimizer=info["name"], seed=spec["seed"], problem=label)
     write_record(parquet, meta_path, rows, meta)
-    return {"spec": spec, "status": status, "final_test_nll": meta["final_test_nll"], "meta_path": str(meta_path),
-            "evals": evals, "message": message}
+    return {"spec": spec, "status": status, "final_test_nll": meta.final_test_nll, "meta_path": str(meta_path),
+            "evals": evals, "message": meta.message}

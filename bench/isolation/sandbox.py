@@ -11,13 +11,20 @@ The optimizer runs as ``prlimit ... bwrap ... setpriv ... python`` with
   namespace (no other process is visible, ``/proc/<ppid>/mem`` is its own
   init), no network (new network namespace with loopback only), new IPC and
   UTS namespaces, an empty environment;
-* the unprivileged user ``nobody`` (65534) with no capabilities and
-  ``no_new_privs`` (dropped by ``setpriv`` inside the sandbox, so the
-  process-count limit applies: it does not to root);
-* resource limits: address space, CPU seconds, file size, process count, no
-  core dumps; ``--die-with-parent`` and a new session, and the harness kills
-  the whole process group (the PID namespace dies with its init) at the end
-  or on time-out.
+* a user of its own per run (issue 22): as root, a fresh random uid from
+  :data:`RUN_UIDS` (no capabilities, ``no_new_privs``, dropped by ``setpriv``
+  inside the sandbox, so the process-count limit applies: it does not to
+  root), otherwise a new user namespace per run -- so per-uid kernel state
+  (keyrings, process counts) is not shared between runs or submissions;
+* resource limits: address space, CPU seconds, file size, process count,
+  open files, no core dumps; where the machine allows, a cgroup per run
+  (:mod:`.cgroup`: memory including shared memory and memfds, and tasks,
+  capped per sandbox); ``--die-with-parent`` and a new session, and the
+  harness kills the whole process group and every task of the cgroup (the
+  PID namespace dies with its init) at the end or on time-out;
+* bwrap reads its options (which name host paths) from a file descriptor
+  (``--args FD``), so its own command line -- visible as ``/proc/1/cmdline``
+  inside -- is just ``bwrap --args N -- python ...``.
 
 Packages: Debian ``bubblewrap`` (``bwrap``) and ``util-linux`` (``setpriv``,
 ``prlimit``).  :func:`sandbox_status` says whether they work here;
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
+RUN_UIDS = range(1 << 24, 1 << 25)
+"""The uids runs get as root (one drawn at random per run; nothing else on the machine uses them)."""
 CHILD_MODULES = ("__init__.py", "wire.py", "client.py", "child.py")
 _SYSTEM = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives", "/etc/ld.so.cache")
 
@@ -56,6 +66,8 @@ class Limits:
     processes: int = 64                  # RLIMIT_NPROC of user nobody (threads count)
     tmp_bytes: int = 256 << 20           # size of the private /tmp
     output_bytes: int = 64 << 10         # stdout + stderr kept (the rest is drained and dropped)
+    open_files: int = 256                # RLIMIT_NOFILE
+    sandbox_memory_bytes: int = 4 << 30  # the run's cgroup: every page of the sandbox (incl. memfds, /tmp)
 
 
 def python_roots() -> list[str]:
@@ -98,7 +110,8 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
         raise SandboxUnavailable(f"{', '.join(missing)} not found: install the Debian packages bubblewrap "
                                  f"and util-linux (see .ci/run) to score submitted optimizers")
     cmd = [tools["prlimit"], f"--as={limits.memory_bytes}", f"--cpu={limits.cpu_seconds}",
-           f"--fsize={limits.file_bytes}", f"--nproc={limits.processes}", "--core=0", "--",
+           f"--fsize={limits.file_bytes}", f"--nproc={limits.processes}", f"--nofile={limits.open_files}",
+           "--core=0", "--",
            tools["bwrap"], "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv"]
     root = os.geteuid() == 0
@@ -128,7 +141,8 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
         cmd += ["--setenv", k, v]
     cmd += ["--"]
     if root:
-        cmd += [tools["setpriv"], f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+        uid = RUN_UIDS.start + secrets.randbelow(len(RUN_UIDS))
+        cmd += [tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     cmd += [sys.executable, "-E", "-s", "-B", "-c",
             "import sys; sys.path.insert(0, '/app'); from cryoopt_child.child import main; sys.exit(main())"]
@@ -136,14 +150,36 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
 
 
 class Sandboxed:
-    """A running sandboxed child: output drained with a size cap, killed as a whole tree."""
+    """A running sandboxed child: output drained with a size cap, killed as a whole tree (and cgroup).
+
+    bwrap's arguments after ``bwrap`` go through a memfd (``--args FD``, read
+    and closed by bwrap before the sandbox starts); the child joins a fresh
+    :class:`~.cgroup.RunCgroup` first when :func:`~.cgroup.cgroup_status` allows.
+    """
 
     def __init__(self, cmd: list[str], fd: int, limits: Limits):
+        from .cgroup import RunCgroup, cgroup_status
         self.limits = limits
         self.output = bytearray()
         self.dropped = 0
-        self.proc = subprocess.Popen(cmd, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        at = next(i for i, a in enumerate(cmd) if Path(a).name == "bwrap") + 1
+        end = cmd.index("--", at)                 # bwrap's options go through the fd, the command stays
+        args = os.memfd_create("cryoopt-bwrap-args", os.MFD_CLOEXEC)
+        os.write(args, b"".join(a.encode() + b"\0" for a in cmd[at:end]))
+        os.lseek(args, 0, os.SEEK_SET)
+        cmd = [*cmd[:at], "--args", str(args), *cmd[end:]]
+        self.cgroup = None if cgroup_status() is not None else RunCgroup(limits.sandbox_memory_bytes,
+                                                                          limits.processes)
+        try:
+            self.proc = subprocess.Popen(cmd if self.cgroup is None else self.cgroup.wrap(cmd), pass_fds=(fd, args),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        except BaseException:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            raise
+        finally:
+            os.close(args)
         self._drain = threading.Thread(target=self._read, daemon=True)
         self._drain.start()
 
@@ -159,6 +195,8 @@ class Sandboxed:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        if self.cgroup is not None:
+            self.cgroup.kill()
         self.proc.wait()
         self._drain.join(timeout=5)
 

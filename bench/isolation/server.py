@@ -13,8 +13,20 @@ At each step boundary the optimizer sends its density; when the counter has
 crossed the next point of the harness's schedule the server forwards it to
 the harness and waits for the acknowledgement (evaluation time is not
 optimizer time).  At the end it reports the facts it owns -- cost, calls,
-whether the budget was spent, the last density -- and exits.  The
-optimizer's own claims (``error`` messages) only ever make a run *worse*.
+the verdict, the last density -- and exits.
+
+**The verdict is the server's own** (issue 22); nothing the optimizer says ends a run well:
+
+* ``finished`` -- the server refused a call for budget with ``evals > 0``
+  and less budget left than the cheapest request (:data:`CHEAPEST`: one
+  image's value), i.e. the budget is spent;
+* ``diverged`` -- the server saw a non-finite density (a step's density, or
+  ``NonFiniteInput`` on a request); the harness scores it +inf;
+* ``timeout`` -- no complete request before the run's deadline (a
+  trickling peer cannot stretch it: :func:`bench.isolation.wire.recv`);
+* ``error`` -- everything else: the optimizer reporting ``done`` or an error
+  itself, a refusal of an oversized first request, a malformed frame, or any
+  exception while handling a request (the server never dies with a traceback).
 """
 from __future__ import annotations
 
@@ -30,15 +42,18 @@ import numpy as np
 from problems.protocol import (COST_EXPECTATION, COST_GRADIENT, COST_HVP, COST_VALUE, BudgetExhausted,
                                NonFiniteInput, OracleInputError)
 
-from .wire import PeerClosed, ProtocolViolation, recv, send
+from .wire import DeadlinePassed, PeerClosed, ProtocolViolation, recv, send
 
 _COSTS = {"value": COST_VALUE, "value_and_grad": COST_GRADIENT, "hvp": COST_HVP, "expectation": COST_EXPECTATION}
+CHEAPEST = min(_COSTS.values())
+"""Cost of the cheapest charged request (one image's value): a budget with less left is spent."""
 
 
 class _Session:
     """State of one served run (see module docstring)."""
 
-    def __init__(self, oracle, checkpoints: list[float], control: socket.socket, opt: socket.socket):
+    def __init__(self, oracle, checkpoints: list[float], control: socket.socket, opt: socket.socket,
+                 timeout: float | None = None):
         from problems.protocol import EStepStatistics
         self.stats_type = EStepStatistics
         self.oracle, self.control, self.opt = oracle, control, opt
@@ -54,6 +69,7 @@ class _Session:
         self.steps, self.max_step_cost = 0, 0.0     # completed steps, for the record's budget verdict
         self.wall = 0.0
         self.max_payload = 64 * int(np.prod(oracle.shape)) * 4 + (64 << 20)
+        self.timeout = timeout
 
     # ------------------------------------------------------------ one request
     def _x(self, arr: np.ndarray, what: str) -> np.ndarray:
@@ -66,7 +82,8 @@ class _Session:
         try:
             out = fn()
         except BudgetExhausted:
-            self.exhausted = True
+            # the run ends here, well, only if the budget is really spent (not an oversized first request)
+            self.exhausted = before > 0 and self.oracle.remaining < CHEAPEST
             raise
         self.calls[op] += 1
         self.ledger += _COSTS[op] * np.asarray(idx).size
@@ -149,23 +166,23 @@ class _Session:
                             "train_objective": self.oracle.last_value, **extra}, [x])
 
     def serve(self) -> tuple[str, str]:
-        """Answer requests until the optimizer finishes, fails or goes away; returns (status, message)."""
+        """Answer requests until the server's verdict (module docstring); returns (status, message)."""
         t0 = time.perf_counter()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
             try:
-                header, arrays = recv(self.opt, self.max_payload)
+                header, arrays = recv(self.opt, self.max_payload, deadline)
             except PeerClosed:
-                return "error", "the optimizer process ended without finishing"
+                return "error", "the optimizer process ended before the server ended the run"
+            except DeadlinePassed:
+                return "timeout", f"no complete request within {self.timeout:g} s"
             except ProtocolViolation as exc:
                 return "error", f"protocol violation: {exc}"
             op = header.get("op")
-            if op == "done":
-                if not self.exhausted:
-                    return "error", "the optimizer stopped before spending its budget"
-                return "finished", ""
-            if op == "error":
-                kind = "diverged" if header.get("kind") == "diverged" else "error"
-                return kind, str(header.get("message", ""))[:2000]
+            if op in ("done", "error"):
+                said = str(header.get("message", ""))[:500]
+                return "error", (f"the optimizer ended the run itself ({op}{': ' + said if said else ''}) "
+                                 f"after {self.oracle.evals:g} of {self.oracle.budget:g} evaluations")
             try:
                 if op == "step":
                     self.wall += time.perf_counter() - t0
@@ -176,18 +193,27 @@ class _Session:
                     reply, out = {}, []
                 else:
                     reply, out = self.answer(op, header, arrays)
+            except NonFiniteInput as exc:
+                try:
+                    send(self.opt, {"error": "NonFiniteInput", "message": str(exc), "evals": self.oracle.evals})
+                except OSError:
+                    pass
+                return "diverged", f"non-finite input after {self.oracle.evals:g} evaluations ({exc})"[:500]
             except (BudgetExhausted, OracleInputError) as exc:
                 reply, out = {"error": type(exc).__name__, "message": str(exc)}, []
-                if isinstance(exc, NonFiniteInput):
-                    reply["error"] = "NonFiniteInput"
             except ProtocolViolation as exc:
                 return "error", f"protocol violation: {exc}"
             except (IndexError, TypeError, ValueError) as exc:
-                reply, out = {"error": "OracleInputError", "message": f"{op}: {exc}"}, []
+                reply, out = {"error": "OracleInputError", "message": f"{op}: {exc}"[:500]}, []
+            except Exception as exc:          # anything else a hostile request provokes ends the run, not the server
+                return "error", f"the oracle server refused the request ({type(exc).__name__}: {exc})"[:500]
             try:
                 send(self.opt, {**reply, "evals": self.oracle.evals}, out)
             except OSError:
-                return "error", "the optimizer process ended without finishing"
+                return "error", "the optimizer process ended before the server ended the run"
+            if self.exhausted:
+                self.wall += time.perf_counter() - t0
+                return "finished", ""
 
 
 def main(argv: list[str]) -> int:
@@ -210,7 +236,7 @@ def serve(control: socket.socket, opt: socket.socket) -> int:
     oracle = problem.oracle(budget=spec["budget"])
     del problem                           # the held-out images go before the optimizer starts
     gc.collect()
-    session = _Session(oracle, spec["checkpoints"], control, opt)
+    session = _Session(oracle, spec["checkpoints"], control, opt, spec.get("timeout"))
     shm_fd = None
     if spec.get("shm"):
         _, fds, _, _ = socket.recv_fds(control, 16, 1)
@@ -228,7 +254,9 @@ def serve(control: socket.socket, opt: socket.socket) -> int:
             os.close(shm_fd)
         status, message = session.serve()
     except OSError:
-        status, message = "error", "the optimizer process ended without finishing"
+        status, message = "error", "the optimizer process ended before the server ended the run"
+    except Exception as exc:                  # never a traceback: the harness gets a verdict either way
+        status, message = "error", f"the oracle server refused the run ({type(exc).__name__}: {exc})"[:500]
     if status == "finished" and abs(session.ledger - oracle.evals) > 1e-6 * max(1.0, oracle.evals):
         status, message = "error", f"ledger {session.ledger:g} != counter {oracle.evals:g}"
     session.report("end", session.last_x, status=status, message=message, calls=session.calls,

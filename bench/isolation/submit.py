@@ -3,14 +3,17 @@
 The protocol (:mod:`bench.run.tuning`) is the same for every optimizer: trials
 on the validation split of the *published* instance (documented seed
 :data:`PUBLIC_SEED`), then the chosen setting with several seeds on the
-*scored* instance, generated from a seed that is not in the repository
-(:func:`secret_seed`).  Submitted code runs only in the sandbox of
-:mod:`bench.isolation` (never imported here); built-in optimizers (trusted)
-run through the ordinary sweep executor on the same instances.  The entry is
-keyed by a harness-assigned id; only its owner, the harness, writes it.
+*scored* instance, whose seed is derived from a key of at least 128 random
+bits that is not in the repository (:func:`secret_seed`).  Submitted code
+runs only in the sandbox of :mod:`bench.isolation` (never imported here);
+built-in optimizers (trusted) run through the ordinary sweep executor on the
+same instances.  The entry is keyed by a harness-assigned id; only its
+owner, the harness, writes it; no two entries of a board show the same
+name (compared without case, installed optimizers' names reserved).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -21,7 +24,9 @@ from pathlib import Path
 from optimizers import BUILTIN, available
 from problems import problem_label
 
+from bench.score.entry import LeaderboardEntry
 from bench.score.leaderboard import entry_path, run_ranked, write_entry
+from bench.score.text import plain
 from bench.run.sweep import _problem, run_specs
 from bench.run.tuning import describe_class, pick_best, protocol_specs, sample_hyperparameters, seed_specs
 
@@ -31,36 +36,65 @@ SCALE_DEFAULTS = {  # (budget, tuning budget, trials, seeds)
     "paper": ("10epochs", "1epoch", 8, 3),
 }
 PUBLIC_SEED = 0
-"""Seed of the published instances (development, tuning); seeds below 1000 are reserved as public."""
-SECRET_SEED_FILE = Path("~/.config/cryoopt/secret_seed")
+"""Seed of the published instances (development, tuning)."""
+SECRET_KEY_FILE = Path("~/.config/cryoopt/secret_key")
+MIN_KEY_HEX = 32                       # 128 bits
 
 
 class SecretSeedMissing(RuntimeError):
-    """No scoring seed is configured (see :func:`secret_seed`)."""
+    """No usable scoring key is configured (see :func:`secret_seed`)."""
+
+
+def secret_key() -> bytes:
+    """The maintainers' key: ``$CRYOOPT_SECRET_KEY``, else the file ``$CRYOOPT_SECRET_KEY_FILE``
+    (default ``~/.config/cryoopt/secret_key``): at least 32 hex digits (128 bits) of a random draw.
+
+    Draw it once with ``python -c "import secrets; print(secrets.token_hex(16))"``.  Entropy is
+    enforced as far as text allows: at least 32 hex digits, at least 10 distinct, no digit more than
+    a quarter of them (a small integer, a date or ``0000...`` is refused).
+    """
+    text, source = os.environ.get("CRYOOPT_SECRET_KEY"), "CRYOOPT_SECRET_KEY"
+    if text is None:
+        path = Path(os.environ.get("CRYOOPT_SECRET_KEY_FILE", SECRET_KEY_FILE)).expanduser()
+        if not path.is_file():
+            old = " (CRYOOPT_SECRET_SEED, an integer seed, is no longer accepted)" \
+                if "CRYOOPT_SECRET_SEED" in os.environ else ""
+            raise SecretSeedMissing("leaderboard scores need the secret instance key: set CRYOOPT_SECRET_KEY or "
+                                    f"write it to {path}{old}; draw one with python -c \"import secrets; "
+                                    "print(secrets.token_hex(16))\" (README, 'Leaderboard')")
+        text, source = path.read_text(), str(path)
+    key = text.strip().lower()
+    if len(key) < MIN_KEY_HEX or any(c not in "0123456789abcdef" for c in key) or len(set(key)) < 10 \
+            or max(key.count(c) for c in set(key)) > len(key) / 4:
+        raise SecretSeedMissing(f"{source}: expected a random key of at least {MIN_KEY_HEX} hex digits "
+                                "(128 bits; e.g. secrets.token_hex(16)), not a small integer or a pattern")
+    return bytes.fromhex(key if len(key) % 2 == 0 else key + "0")
 
 
 def secret_seed() -> int:
-    """The seed of the scored instances: ``$CRYOOPT_SECRET_SEED``, else the file
-    ``$CRYOOPT_SECRET_SEED_FILE`` (default ``~/.config/cryoopt/secret_seed``), an integer >= 1000.
+    """The data seed of the scored instances, derived from :func:`secret_key`: 128 bits of
+    ``SHA-256("cryoopt scored instance" || key)`` with the top bit set (so it is at least
+    :data:`bench.run.runner.SECRET_SEEDS_FROM`: no density of the instance is ever written to the results).
 
-    A maintainer draws it once (e.g. ``python -c "import secrets; print(secrets.randbelow(2**62) + 1000)"``),
-    keeps it out of the repository and out of the results that are published.
+    The seed drives every random part of the instance -- phantom, poses, CTFs, noise,
+    the test/scoring split -- and the oracle's batch order.
     """
-    text = os.environ.get("CRYOOPT_SECRET_SEED")
-    source = "CRYOOPT_SECRET_SEED"
-    if text is None:
-        path = Path(os.environ.get("CRYOOPT_SECRET_SEED_FILE", SECRET_SEED_FILE)).expanduser()
-        if not path.is_file():
-            raise SecretSeedMissing("leaderboard scores need the secret instance seed: set CRYOOPT_SECRET_SEED or "
-                                    f"write it to {path} (README, 'Leaderboard'); published seeds are for tuning only")
-        text, source = path.read_text(), str(path)
-    try:
-        seed = int(text.strip())
-    except ValueError:
-        raise SecretSeedMissing(f"{source}: expected an integer, got {text.strip()[:40]!r}") from None
-    if seed < 1000:
-        raise SecretSeedMissing(f"{source}: seeds below 1000 are public; draw a large random one")
-    return seed
+    digest = hashlib.sha256(b"cryoopt scored instance\0" + secret_key()).digest()
+    return int.from_bytes(digest[:16], "big") | (1 << 127)
+
+
+def _name_taken(results_dir: str, problem: str, scale: str, name: str) -> str | None:
+    """The id of an entry (or installed optimizer) already showing ``name`` (compared without case), if any."""
+    folded = name.casefold()
+    if any(n.casefold() == folded for n in available()):
+        return "an installed optimizer"
+    for path in (Path(results_dir) / "leaderboard").glob(f"{problem}-{scale}/*.json"):
+        try:
+            if str(json.loads(path.read_text()).get("optimizer", "")).casefold() == folded:
+                return f"entry {path.stem}"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def _as_dict(spec) -> dict:
@@ -100,8 +134,9 @@ def run_protocol(problem: str, scale: str, optimizer_spec: str, *, results_dir: 
         require_sandbox()
         protected = [cache_dir(), Path(results_dir)]
         info = describe(optimizer_spec, protected=protected)
-        if info["name"] in available():
-            raise ValueError(f"optimizer name {info['name']!r} is reserved (installed optimizer); rename the class")
+        taken = _name_taken(results_dir, problem, scale, info["name"])
+        if taken is not None:          # no two entries show one name; an installed one's name is reserved
+            raise ValueError(f"optimizer name {info['name']!r} is reserved: {taken} shows it; rename the class")
         entry_id = f"sub-{uuid.uuid4().hex[:12]}"
         base = {"problem": problem, "scale": scale, "optimizer": optimizer_spec, "record_name": entry_id}
         trial_specs = [{**base, "data_seed": PUBLIC_SEED, "hyper": h, "seed": 0, "budget": tuning_budget,
@@ -118,9 +153,8 @@ def run_protocol(problem: str, scale: str, optimizer_spec: str, *, results_dir: 
     usable = [r for r in trial_results if r.get("meta_path")]
     if not any(r["status"] == "finished" for r in trial_results):
         first = trial_results[0]
-        detail = first.get("message") or (json.loads(Path(first["meta_path"]).read_text())["message"]
-                                          if first.get("meta_path") else first["status"])
-        raise ValueError(f"{optimizer_spec}: every tuning run failed ({first['status']}: {detail})")
+        detail = first.get("message") or first["status"]
+        raise ValueError(f"{optimizer_spec}: every tuning run failed ({first['status']}: {plain(detail, 500)})")
     best, tuning_cost = pick_best(usable)
     final_specs = [_with(s, data_seed=scoring_seed)
                    for s in seed_specs(problem, scale, optimizer_spec, best, budget=budget, n_seeds=seeds,
@@ -142,7 +176,9 @@ def run_protocol(problem: str, scale: str, optimizer_spec: str, *, results_dir: 
              "seconds": time.perf_counter() - started}
     entry["status"] = "ranked" if run_ranked(entry) else "unranked"
     path = entry_path(Path(results_dir), label, entry_id)
-    write_entry(path, entry)
+    if sandboxed and _name_taken(results_dir, problem, scale, info["name"]) is not None:
+        raise ValueError(f"optimizer name {info['name']!r} was taken while this submission ran; rename the class")
+    write_entry(path, LeaderboardEntry.from_json(entry, path))
     return path
 
 

@@ -30,6 +30,14 @@ from .records import (RunMeta, budget_verdict, environment, instance_name, plugi
 from .spec import RunSummary
 
 SNAPSHOT_EVALS = (5_000, 50_000)
+SECRET_SEEDS_FROM = 1 << 64
+"""Data seeds from here up are secret (scored) instances: ``bench.isolation.submit`` derives them from a key."""
+
+
+def publishes_densities(problem: Problem) -> bool:
+    """Whether densities of this problem (snapshots, ground truth) may be written to the results folder:
+    not for a secret instance, whose phantom a later submission could embed (issue 22)."""
+    return int(problem.metadata.get("batch_order_seed", 0)) < SECRET_SEEDS_FROM
 
 
 def parse_budget(text: str | float, n_train: int) -> float:
@@ -106,12 +114,15 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     # (bench.score.reference.run_scores); no figure or record uses it at the intermediate snapshots.
     scored = "validation_of" not in problem.metadata
 
+    publish = publishes_densities(problem)
+
     def snapshot(x_now: np.ndarray, tag: str) -> None:
         t = time.perf_counter()
         path = meta_path.with_name(f"{key}.{tag}.mrc")
         pixel = problem.metadata.get("pixel_size_angstrom", 1.0)
-        write_mrc(path, x_now, pixel)
-        snapshots[tag] = path.name
+        if publish:
+            write_mrc(path, x_now, pixel)
+            snapshots[tag] = path.name
         if compare_truth and problem.ground_truth is not None:
             cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max)
             fsc_results[tag] = {k: v for k, v in cmp.items() if k != "aligned"}
@@ -193,7 +204,7 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
     if problem.ground_truth is not None:
         reference = problem.test_nll(problem.ground_truth)
         truth_path = Path(results_dir) / label / truth_name(problem.metadata["content_hash"])
-        if not truth_path.exists():
+        if publish and not truth_path.exists():
             write_mrc(truth_path, problem.ground_truth, problem.metadata.get("pixel_size_angstrom", 1.0))
     meta = RunMeta(
         run_key=key, problem=problem.name, problem_label=label,

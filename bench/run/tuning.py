@@ -9,8 +9,13 @@
    failed trials score +inf);
 3. the winner runs with ``n_seeds`` seeds at the full budget on the real problem.
 
-The tuning cost (per-image gradient evaluations of all trials) is recorded
-beside the score.
+The tuning cost -- the per-image gradient evaluations *allotted* to all
+trials, not what a trial chose to spend (an optimizer that stops its trials
+early must not look cheaper to tune; issue 22) -- is recorded beside the score.
+
+Sampled settings are finite for any finite range: a log range is sampled as
+``exp(log lo + u (log hi - log lo))`` and a linear one as ``lo (1 - u) + hi u``,
+so ``[1e-300, 1e300]`` cannot overflow to ``inf`` (``lo * (hi / lo) ** u`` would).
 """
 from __future__ import annotations
 
@@ -57,7 +62,9 @@ def sample_hyperparameters(optimizer: str | dict, n_trials: int, seed: int = 0) 
         trial = {}
         for (name, rng), ui in zip(space.items(), u):
             lo, hi = float(rng["low"]), float(rng["high"])
-            val = lo * (hi / lo) ** ui if rng["scale"] == "log" else lo + ui * (hi - lo)
+            val = (math.exp(math.log(lo) + ui * (math.log(hi) - math.log(lo))) if rng["scale"] == "log"
+                   else lo * (1 - ui) + hi * ui)
+            val = min(max(val, lo), hi)          # rounding must not leave the range
             is_int = isinstance(defaults.get(name), int) and not isinstance(defaults.get(name), bool)
             trial[name] = int(round(val)) if is_int else float(val)
         trials.append(trial)
@@ -73,7 +80,7 @@ def protocol_specs(problem: str, scale: str, optimizer_spec: str, *, n_trials: i
 
 
 def pick_best(trial_results: list) -> tuple[dict, float]:
-    """Best hyperparameters by final validation NLL, and the total tuning cost.
+    """Best hyperparameters by final validation NLL, and the total tuning cost (budgets allotted).
 
     ``trial_results``: run summaries with a record (:class:`bench.run.spec.RunSummary`, or the
     isolated harness's summaries, read through the same mapping keys); the score and cost
@@ -82,7 +89,7 @@ def pick_best(trial_results: list) -> tuple[dict, float]:
     cost, best, best_score = 0.0, {}, math.inf
     for r in trial_results:
         meta = RunMeta.read(r["meta_path"])
-        cost += meta.evals
+        cost += meta.budget                     # allotted, whatever the trial spent
         score = meta.final_test_nll if meta.status == "finished" and meta.final_test_nll is not None else math.inf
         if score < best_score:
             best, best_score = r["spec"]["hyper"], score

@@ -7,5 +7,7 @@
   (measured once per problem and initial density; the reference's SGD stage
   uses the same number);
 * :mod:`.stats` -- paired statistics between leaderboard entries;
-* :mod:`.leaderboard` -- entries on disk and their ranking.
+* :mod:`.leaderboard` -- entries on disk and their ranking; :mod:`.entry` -- the typed
+  entry, checked on read;
+* :mod:`.text` -- untrusted text (names, messages, logs) made safe for terminals, Markdown and HTML.
 """

@@ -22,7 +22,9 @@ import pandas as pd
 
 from problems.data.io import atomic_write_text
 
+from .entry import LeaderboardEntry
 from .stats import adjacent_comparisons, format_comparison, summarize
+from .text import markdown
 
 GAP_FRACTIONS = (0.5, 0.9)
 
@@ -36,8 +38,10 @@ def entry_path(results_dir: Path, label: str, entry_id: str) -> Path:
     return Path(results_dir) / "leaderboard" / label / f"{entry_id.replace('/', '_').replace(':', '_')}.json"
 
 
-def write_entry(path: Path, entry: dict) -> None:
-    atomic_write_text(path, json.dumps(entry, indent=2, sort_keys=True, default=str))
+def write_entry(path: Path, entry: LeaderboardEntry | dict) -> None:
+    """Write an entry (checked first: :class:`bench.score.entry.LeaderboardEntry`) atomically."""
+    entry = entry if isinstance(entry, LeaderboardEntry) else LeaderboardEntry.from_json(entry, path)
+    atomic_write_text(path, json.dumps(entry.to_json(), indent=2, sort_keys=True, default=str))
 
 
 def run_ranked(entry: dict) -> bool:
@@ -46,29 +50,16 @@ def run_ranked(entry: dict) -> bool:
     return bool(entry["runs"]) and all(r["status"] in RANKED_RUN_STATUSES for r in entry["runs"])
 
 
-def _checked_entry(entry) -> dict:
-    """Raise ValueError unless ``entry`` has the fields ranking reads, with the right types."""
-    if not isinstance(entry, dict):
-        raise ValueError("not a JSON object")
-    for key, kind in (("optimizer", str), ("runs", list), ("hyperparameters", dict), ("tuning_cost", (int, float))):
-        if not isinstance(entry.get(key), kind):
-            raise ValueError(f"field {key!r} missing or not {getattr(kind, '__name__', 'a number')}")
-    for run in entry["runs"]:
-        if not isinstance(run, dict) or not isinstance(run.get("status"), str) or not (
-                run.get("final_test_nll") is None or isinstance(run["final_test_nll"], (int, float))):
-            raise ValueError("a run lacks a status or has a non-numeric final_test_nll")
-    return entry
-
-
 def load_entries(results_dir: Path, label: str) -> tuple[list[dict], list[str]]:
     """Every readable entry of ``label`` (with ``entry_status``: ranked or why not) and a
-    message per corrupt file (reported and skipped, never raised)."""
+    message per corrupt file (reported and skipped, never raised; :meth:`LeaderboardEntry.read`
+    names the file and the field)."""
     entries, problems = [], []
     for path in sorted((Path(results_dir) / "leaderboard" / label).glob("*.json")):
         try:
-            entry = _checked_entry(json.loads(path.read_text()))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            problems.append(f"{path}: unreadable entry skipped ({exc})")
+            entry = LeaderboardEntry.read(path).to_json()
+        except ValueError as exc:
+            problems.append(f"unreadable entry skipped: {exc}")
             continue
         bad = sorted({r["status"] for r in entry["runs"]} - set(RANKED_RUN_STATUSES))
         entry["entry_status"] = "ranked" if run_ranked(entry) else f"unranked ({', '.join(bad) or 'no runs'})"
@@ -105,6 +96,11 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
         if entry["entry_status"] != "ranked":
             print(f"not ranked: {entry['entry_id']} ({entry['optimizer']}): {entry['entry_status']}", file=sys.stderr)
             continue
+        try:
+            scores = summarize(results_dir, entry)
+        except ValueError as exc:              # a corrupt run record: reported, the entry left out
+            print(f"not ranked: {entry['entry_id']} ({entry['optimizer']}): {exc}", file=sys.stderr)
+            continue
         finals = np.array([r["final_test_nll"] if r["final_test_nll"] is not None else np.inf
                            for r in entry["runs"]])
         finite = finals[np.isfinite(finals)]
@@ -121,8 +117,9 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
             hits = [evals_to_close_gap(p.with_suffix(".parquet"), reference, frac)
                     for p in records if reference is not None and p.exists()]
             row[col] = float(np.median(hits)) if hits else np.nan
-        row.update(summarize(results_dir, entry))
+        row.update(scores)
         row["budget_unspent"] = sum(_unspent(Path(results_dir) / r["record"]) for r in entry["runs"] if r.get("record"))
+        row["entry_id"] = entry["entry_id"]       # harness-assigned: tells apart entries that look alike
         row["_entry"] = entry
         rows.append(row)
     return _ranked(pd.DataFrame(rows), results_dir)
@@ -170,7 +167,7 @@ def to_markdown(table: pd.DataFrame, label: str, budget: str | None = None) -> s
     fmt = lambda v: "n/a" if np.isnan(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
     num = lambda v, p=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
     for i, r in table.iterrows():
-        name = f"**{r.optimizer}** (submitted)" if r.submitted else r.optimizer
+        name = f"**{markdown(r.optimizer)}** (submitted)" if r.submitted else markdown(r.optimizer)
         if r.get("budget_unspent"):          # it stopped early for lack of budget: not a like-for-like result
             name += f" (budget unspent in {r.budget_unspent} of {r.seeds} seeds)"
         nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"

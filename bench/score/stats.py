@@ -41,7 +41,18 @@ def run_outcome(results_dir: str | Path, run: dict) -> dict | None:
     if run.get("status") not in ("finished", "diverged") or not run.get("record"):
         return None
     path = Path(results_dir) / run["record"]
-    meta = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        meta = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a run record ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not a run record (not a JSON object)")
+    for key in ("score_nll_per_image", "test_nll_per_image"):
+        if meta.get(key) is not None and not (isinstance(meta[key], list) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in meta[key])):
+            raise ValueError(f"{path}: field {key!r}: expected a list of numbers")
+    if not isinstance(meta.get("score_nll") or 0.0, (int, float)) or not isinstance(meta.get("optimality") or {}, dict):
+        raise ValueError(f"{path}: field 'score_nll' or 'optimality' has the wrong type")
     final = run.get("final_test_nll")
     out = {"seed": run["seed"], "final_test_nll": np.inf if final is None else float(final),
            "score_nll": meta.get("score_nll"), "optimality": meta.get("optimality") or {}}
