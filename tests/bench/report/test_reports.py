@@ -21,14 +21,24 @@ def test_report_builds_every_artefact(results, tmp_path):
     files = build_report(results, tmp_path / "report")
     names = {p.name for p in files}
     for expected in ("convergence-synthetic-tiny.png", "convergence-synthetic-tiny.pdf",
-                     "snapshots-synthetic-tiny.png", "isosurface-synthetic-tiny.png", "fsc-synthetic-tiny.csv", "fsc-synthetic-tiny.md",
+                     "fsc-synthetic-tiny.csv", "fsc-synthetic-tiny.md",
                      "leaderboard-synthetic-tiny.md", "leaderboard-synthetic-tiny.csv",
                      "performance-profile.png", "data-profile.png", "index.html"):
         assert expected in names
+    # the leaderboard's runs are on the secret instance: no density of it reaches results/ or reports/ (issue 22)
+    assert not [n for n in names if n.startswith(("snapshots-", "isosurface-")) and "validation" not in n]
+    assert not list(results.rglob("synthetic-tiny/*/*.mrc")) and not list(results.rglob("synthetic-tiny/*.mrc"))
     md = (tmp_path / "report" / "leaderboard-synthetic-tiny.md").read_text()
     assert "nesterov** (submitted)" in md and "| sgd |" in md
     fsc = (tmp_path / "report" / "fsc-synthetic-tiny.csv").read_text().splitlines()
     assert fsc[0].startswith("optimizer,seed,evals,resolution_fsc_0.5_A") and len(fsc) == 3
+
+
+def test_report_draws_densities_of_published_instances(tiny, tmp_path):
+    from bench.run.runner import run
+    run(tiny, "sgd", budget="1epoch", results_dir=tmp_path / "r", progress=False)
+    names = {p.name for p in build_report(tmp_path / "r", tmp_path / "report")}
+    assert {"snapshots-synthetic-tiny.png", "isosurface-synthetic-tiny.png"} <= names
 
 
 def test_report_refuses_empty_results(tmp_path):
