@@ -22,10 +22,10 @@ evaluation"), every phase on the device of :mod:`.devices`:
    adjoint slicing and the adjoint DFT;
 7. the prior ``rho`` (:mod:`.prior`) and its derivatives, elementwise.
 
-Unlike the CPU path, the slices of mirrored poses are interpolated rather
-than derived (the products dominate on a GPU, not the gather).  Training,
-test and scoring images live on the device (:class:`.devices.DeviceRows`);
-per call only ``x`` (and ``v``) go down and the values and gradient come back.
+Unlike the CPU path, mirrored poses' slices are interpolated, not derived
+(on a GPU the products dominate, not the gather).  Training, test and
+scoring images live on the device (:class:`.devices.DeviceRows`); per call
+only ``x`` (and ``v``) go down and the values and gradient come back.
 """
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ class DeviceTerms:
     xq: object
     norm2: object
     size: int
+
+
+def _per_image(a, op: str):
+    """Max or float64 sum of ``a`` (S, 2, B, n_base) per image (B,): the pose axis first (axes
+    (0, 1, 3) at once left an H200 B-way parallel: 4.5 of 16 ms a step)."""
+    if op == "max":
+        return a.max(axis=3).max(axis=(0, 1))
+    return a.sum(axis=3, dtype=np.float64).sum(axis=(0, 1))
 
 
 def trilinear_matrix(xp, coords, m_max: int, dtype):
@@ -114,8 +122,7 @@ class DeviceLikelihood:
         self._t_adj = self._t.T.tocsr()
         index, conj = quarter_turn_maps(band)
         self._turn_index, self._turn_conj = xp.asarray(index[:2]), xp.asarray(conj[:2])
-        k = band.k.astype(np.float64)
-        self._shift_phase = xp.asarray(np.exp(2j * np.pi * (quadrature.shifts @ k.T) / n).astype(self.cdtype))
+        self._shift_phase = xp.asarray(np.exp(2j * np.pi * (quadrature.shifts @ band.k.T) / n).astype(self.cdtype))
         lw = quadrature.log_weights().reshape(quadrature.n_shifts, 4, 1, -1)        # (S, 4, 1, n_base)
         if not np.array_equal(lw[:, :2], lw[:, 2:]):     # uniform in-plane weights: turns p, p + 2 alike
             raise ValueError("quarter turns p and p + 2 must share their quadrature weights")
@@ -219,11 +226,11 @@ class DeviceLikelihood:
         with self._phase(timings, "log-sum-exp"):
             lp = xp.add(u, v)
             lm = xp.subtract(u, v, out=u)
-            top = xp.maximum(lp.max(axis=(0, 1, 3)), lm.max(axis=(0, 1, 3)))[:, None]   # (B, 1)
+            top = xp.maximum(_per_image(lp, "max"), _per_image(lm, "max"))[:, None]         # (B, 1)
             for a in (lp, lm):
                 xp.subtract(a, top, out=a)
                 xp.exp(a, out=a)
-            total = lp.sum(axis=(0, 1, 3), dtype=np.float64) + lm.sum(axis=(0, 1, 3), dtype=np.float64)
+            total = _per_image(lp, "sum") + _per_image(lm, "sum")
             lse = top[:, 0].astype(np.float64) + xp.log(total)
         return lp, lm, 1.0 / total, lse
 
@@ -283,8 +290,8 @@ class DeviceLikelihood:
         e_sum = xp.add(ep, em)
         e_diff = xp.subtract(ep, em, out=em)
         tmp = xp.multiply(e_sum, a, out=ep)
-        mu = tmp.sum(axis=(0, 1, 3), dtype=np.float64)
-        mu += xp.multiply(e_diff, dv, out=tmp).sum(axis=(0, 1, 3), dtype=np.float64)
+        mu = _per_image(tmp, "sum")
+        mu += _per_image(xp.multiply(e_diff, dv, out=tmp), "sum")
         a -= (mu * inv_total).astype(self.dtype)[:, None]
         dp_sum = xp.multiply(e_sum, a, out=tmp)
         dp_sum += xp.multiply(e_diff, dv)
@@ -389,5 +396,5 @@ class DeviceLikelihood:
         """Flops of the forward + backward pose products (as :meth:`.marginal.MarginalLikelihood.gemm_flops`)."""
         return 2.0 * 2.0 * 2 * batch_size * (2 * self.quadrature.n_shifts + 1) * self.band.size * self.quadrature.n_base
 
-    def _phase(self, timings, name):
+    def _phase(self, timings, name):  # noqa: D102 (devices.timed_phase)
         return timed_phase(self.xp, timings, name)
