@@ -179,7 +179,7 @@ def read_cryosparc(cs_path: str | os.PathLike, datadir: str | os.PathLike | None
         box = int(shape[-1])
     else:
         with named_by(cs, "blob/path", 0):
-            box = header_nx(files[0], cs, "blob/path")
+            box = header_nx(files[0])
     check_stacks(files, slices, box, cs, "blob/path")
     optional = lambda field, **kw: col(field, **kw) if field in names else 0.0  # noqa: E731
     ctf = ctf_from_microscope(

@@ -60,7 +60,7 @@ def named_by(source: Path, field: str, row: int):
         raise DataError(f"{exc} (named by {field} of particle {row + 1} in {source})") from exc
 
 
-def read_header(path: Path, source: Path, field: str, warn: bool = True):
+def read_header(path: Path, warn: bool = True):
     """The header of ``path`` (strict, else permissive with a :class:`DataWarning`) and its dtype."""
     if not path.exists():
         raise DataError(f"{path}: image stack not found")
@@ -87,9 +87,9 @@ def read_header(path: Path, source: Path, field: str, warn: bool = True):
     return header, dtype
 
 
-def header_nx(path: Path, source: Path, field: str) -> int:
+def header_nx(path: Path) -> int:
     """The image width (header ``nx``) of a stack, to learn the box when the particle file omits it."""
-    return int(read_header(path, source, field, warn=False)[0].nx)
+    return int(read_header(path, warn=False)[0].nx)
 
 
 class StackReader:
@@ -97,7 +97,7 @@ class StackReader:
 
     def __init__(self, path: Path, box: int, source: Path, field: str = "rlnImageName",
                  warn: bool = True):
-        header, self.dtype = read_header(path, source, field, warn)
+        header, self.dtype = read_header(path, warn)
         nx, ny, nz, mode = int(header.nx), int(header.ny), int(header.nz), int(header.mode)
         if mode not in REAL_MODES:
             kind = "complex" if mode in (3, 4) else "packed 4-bit" if mode == 101 else "unknown"
@@ -181,13 +181,14 @@ def check_stacks(files: list[Path], slices: np.ndarray, box: int, source: Path, 
     file, one image, so the file must hold exactly one 2D image.  A header
     read permissively warns once per stack, here.
     """
-    first: dict[Path, int] = {}
-    last: dict[Path, int] = {}                 # row of the highest index named in each stack
-    for row, (path, idx) in enumerate(zip(files, slices)):
-        first.setdefault(path, row)
-        if idx > slices[last.get(path, row)]:
+    first: dict[Path, int] = {}                # first row naming each stack
+    last: dict[Path, int] = {}                 # row naming each stack's highest index
+    for row, path in enumerate(files):
+        if path not in first:
+            first[path] = last[path] = row
+        elif slices[row] > slices[last[path]]:
             last[path] = row
-        last.setdefault(path, row)
+    # first row naming each file without N@ (reversed, so the earliest row is the one kept)
     single = {} if whole is None else {files[i]: i for i in np.flatnonzero(whole)[::-1]}
     for path, row in first.items():
         with named_by(source, field, row):

@@ -147,7 +147,8 @@ def _warn_ignored(particles: pd.DataFrame, star: Path) -> None:
                if 0 < len(have := [c for c in group if c in particles.columns]) < len(group)]
     if partial:
         said = "; ".join(f"{', '.join(h)} without {', '.join(m)}" for h, m in partial)
-        warn_data(f"{star}: incomplete pose columns ({said}): those poses are not read")
+        warn_data(f"{star}: incomplete pose columns ({said}): the file's poses (angles, "
+                  f"origins) are read only from complete columns")
 
 
 def _apply_optics(particles: pd.DataFrame, optics: pd.DataFrame, star: Path) -> pd.DataFrame:
@@ -255,7 +256,7 @@ def read_particle_star(star_path: str | os.PathLike, datadir: str | os.PathLike 
         box = int(numeric(particles["rlnImageSize"], star, "rlnImageSize", positive=True)[0])
     else:
         with named_by(star, "rlnImageName", 0):
-            box = header_nx(files[0], star, "rlnImageName")
+            box = header_nx(files[0])
     check_stacks(files, slices, box, star, "rlnImageName", whole)
     _warn_ignored(particles, star)
     for name in CTF_COLUMNS:
