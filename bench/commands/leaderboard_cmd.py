@@ -10,6 +10,8 @@ vs 5 epochs, +0.85 +- 0.08).  synthetic-tiny is for tests and CI.
 """
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 DEFAULT_LABEL = "synthetic-small"     # the minimum scale at which ranks are meaningful (module docstring)
@@ -25,12 +27,18 @@ def add_args(p) -> None:
     p.add_argument("--build", metavar="SCALE", help="first run the protocol for missing built-in entries "
                    "of the synthetic problem at this scale")
     p.add_argument("--out", default="out/leaderboard", help="where leaderboard.md is written")
+    p.add_argument("--json", action="store_true", help="print the ranked tables as JSON (label -> rows)")
+    p.add_argument("--withdraw", metavar="ID", help="move entry ID out of the leaderboard (kept under withdrawn/)")
 
 
 def main(args) -> int:
     apply_device(args)
     from bench.score.leaderboard import rank, to_markdown
     from bench.isolation.submit import SecretSeedMissing, ensure_builtin_entries
+    if args.withdraw:
+        from bench.score.leaderboard import withdraw
+        print(f"withdrawn: {args.withdraw} (moved to {withdraw(Path(args.results), args.withdraw, args.problem)})")
+        return 0
     if args.build:
         try:
             ensure_builtin_entries("synthetic", args.build, args.results)
@@ -50,7 +58,12 @@ def main(args) -> int:
                 try:
                     ensure_builtin_entries("synthetic", scale, args.results)
                 except SecretSeedMissing as exc:       # rank what is there; say why built-ins are missing
-                    print(f"built-in entries not computed: {exc}")
+                    print(f"built-in entries not computed: {exc}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        tables = {label: rank(args.results, label) for label in labels}
+        print(json.dumps({label: json.loads(t.reset_index(names="rank").to_json(orient="records"))
+                          for label, t in tables.items()}, indent=1))
+        return 0
     text = "\n".join(to_markdown(rank(args.results, label), label) + _unranked(args.results, label)
                      + (f"\n_{UNRESOLVED[label]}._\n" if label in UNRESOLVED else "") for label in labels)
     print(text)

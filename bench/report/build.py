@@ -18,7 +18,8 @@ import pandas as pd
 
 from problems.data.io import read_mrc
 
-from bench.score.leaderboard import rank, to_markdown
+from bench.score.leaderboard import display_rows, rank, to_markdown
+from bench.score.text import plain as safe_text
 from bench.run.records import truth_name
 from bench.score.metrics import apply_alignment
 from . import figures
@@ -125,7 +126,7 @@ def _html_page(sections: list[tuple[str, str]]) -> str:
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }}
-th {{ background: #f3f3f3; }} td:nth-child(2) {{ text-align: left; }}
+th {{ background: #f3f3f3; }} td:nth-child(2), td:nth-child(3), td:last-child {{ text-align: left; }}
 tr.submitted {{ background: #fff6d5; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
 </style></head><body>
@@ -145,21 +146,14 @@ window.addEventListener("load", () => {{
 
 
 def _leaderboard_html(table: pd.DataFrame) -> str:
-    head = ("<tr><th>rank</th><th>optimizer</th><th>scoring NLL</th><th>test NLL (100)</th><th>95% CI</th>"
-            "<th>vs next (* significant)</th><th>suboptimality</th><th>test-NLL gap</th><th>evals to 50% of gap</th>"
-            "<th>evals to 90% of gap</th><th>tuning evals</th><th>seeds</th></tr>")
-    num = lambda v, p=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
-    fmt = lambda v: "n/a" if pd.isna(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
+    """The leaderboard table as :func:`bench.score.leaderboard.display_rows` shows it (same columns as the Markdown)."""
+    shown = display_rows(table, lambda text: safe_text(text, newlines=False))   # names from submitted code
+    head = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns) + "</tr>"
     rows = []
-    for i, r in table.iterrows():
-        cls = ' class="submitted"' if r.submitted else ""
-        nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
-        ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        rows.append(f"<tr{cls}><td>{i}</td><td>{html.escape(r.optimizer)}{' (submitted)' if r.submitted else ''}</td>"
-                    f"<td>{num(r.get('score_nll'))}</td><td>{nll}</td><td>{ci}</td>"
-                    f"<td>{html.escape(str(r.get('vs_next', '')))}</td><td>{num(r.get('suboptimality'), 4)}</td>"
-                    f"<td>{num(r.get('test_nll_gap'))}</td><td>{fmt(r['evals_to_50%'])}</td><td>{fmt(r['evals_to_90%'])}</td>"
-                    f"<td>{r.tuning_evals:,.0f}</td><td>{r.seeds}</td></tr>")
+    for (_, r), submitted in zip(shown.iterrows(), table["submitted"]):
+        cls = ' class="submitted"' if submitted else ""
+        cells = "".join(f"<td>{html.escape(str(v).replace('**', '').replace('`', ''))}</td>" for v in r)
+        rows.append(f"<tr{cls}>{cells}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 

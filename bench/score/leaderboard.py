@@ -65,7 +65,31 @@ def load_entries(results_dir: Path, label: str) -> tuple[list[dict], list[str]]:
         entry["entry_status"] = "ranked" if run_ranked(entry) else f"unranked ({', '.join(bad) or 'no runs'})"
         entry["entry_id"] = path.stem          # the file name is the key (harness-assigned)
         entries.append(entry)
+    # a resubmission of the same code and settings has the same run keys: list it once (the earliest entry)
+    first: dict[tuple, str] = {}
+    for entry in sorted(entries, key=lambda e: (e.get("created", ""), e["entry_id"])):
+        keys = tuple(sorted(Path(r["record"]).stem for r in entry["runs"] if r.get("record")))
+        same = (entry["optimizer"], json.dumps(entry["hyperparameters"], sort_keys=True), keys)
+        if keys and same in first:
+            entry["entry_status"] = f"duplicate of {first[same]}"
+        else:
+            first.setdefault(same, entry["entry_id"])
     return entries, problems
+
+
+def withdraw(results_dir: Path, entry_id: str, label: str | None = None) -> Path:
+    """Move an entry out of the leaderboard into ``<label>/withdrawn/`` (kept, never deleted); returns where."""
+    root = Path(results_dir) / "leaderboard"
+    found = [p for p in root.glob(f"{label or '*'}/*.json") if p.stem == entry_id]
+    if not found:
+        raise ValueError(f"no leaderboard entry {entry_id!r} under {root}{' / ' + label if label else ''}")
+    if len(found) > 1:
+        raise ValueError(f"entry {entry_id!r} is on several problems ({', '.join(p.parent.name for p in found)}): "
+                         f"name one with --problem")
+    dest = found[0].parent / "withdrawn" / found[0].name
+    dest.parent.mkdir(exist_ok=True)
+    found[0].rename(dest)
+    return dest
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -105,7 +129,7 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
                            for r in entry["runs"]])
         finite = finals[np.isfinite(finals)]
         lo, hi = bootstrap_ci(finite) if finite.size else (np.inf, np.inf)
-        row = {"optimizer": entry["optimizer"], "submitted": entry.get("submitted", False),
+        row = {"entry_id": entry["entry_id"], "optimizer": entry["optimizer"], "submitted": entry.get("submitted", False),
                "test_nll": float(finite.mean()) if finite.size == len(finals) and finite.size else np.inf,
                "ci_low": lo, "ci_high": hi, "seeds": len(finals),
                "diverged": int(np.sum(~np.isfinite(finals))), "tuning_evals": entry["tuning_cost"],
@@ -120,9 +144,19 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
         row.update(scores)
         row["budget_unspent"] = sum(_unspent(Path(results_dir) / r["record"]) for r in entry["runs"] if r.get("record"))
         row["entry_id"] = entry["entry_id"]       # harness-assigned: tells apart entries that look alike
+        row["_scores"] = [v for v in (_record_value(Path(results_dir) / r["record"], "score_nll")
+                                      for r in entry["runs"] if r.get("record")) if v is not None]
         row["_entry"] = entry
         rows.append(row)
     return _ranked(pd.DataFrame(rows), results_dir)
+
+
+def _record_value(meta_path: Path, key: str):
+    try:
+        value = json.loads(meta_path.read_text()).get(key)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, (int, float)) and np.isfinite(value) else None
 
 
 def _unspent(meta_path: Path) -> bool:
@@ -142,40 +176,62 @@ def _ranked(table: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
     by_score = bool(finite.any() and table.loc[finite, "score_nll"].notna().all())
     table["ranked_by"] = "scoring NLL" if by_score else "test NLL"
     table["rank_nll"] = np.where(finite, table["score_nll"] if by_score else table["test_nll"], np.inf)
+    if by_score:            # the interval shown is for the quantity ranked: the scoring NLL over seeds
+        cis = [bootstrap_ci(np.array(v)) if len(v) and np.isfinite(r) else (np.inf, np.inf)
+               for v, r in zip(table["_scores"], table["rank_nll"])]
+        table["ci_low"], table["ci_high"] = [c[0] for c in cis], [c[1] for c in cis]
     table = table.sort_values(["rank_nll", "optimizer"]).reset_index(drop=True)
     comps = adjacent_comparisons(results_dir, list(table["_entry"])) + [None]
     table["vs_next"] = [format_comparison(c) if c else "" for c in comps]
     table["significant_vs_next"] = [bool(c and c["significant"]) for c in comps]
-    table = table.drop(columns="_entry")
+    table = table.drop(columns=["_entry", "_scores"])
     table.index = table.index + 1
     return table
+
+
+def display_rows(table: pd.DataFrame, escape=lambda text: text) -> pd.DataFrame:
+    """The leaderboard as shown (Markdown and HTML): one name per quantity, the CI beside the ranked
+    quantity, each entry's id and tuned hyperparameters, and no column that is n/a for every entry."""
+    basis = table["ranked_by"].iloc[0] if len(table) and "ranked_by" in table else "test NLL"
+    other = "test NLL" if basis == "scoring NLL" else "scoring NLL"
+    fmt = lambda v: "n/a" if pd.isna(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
+    num = lambda v, p=3: "n/a" if v is None or pd.isna(v) or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
+    rows = []
+    for i, r in table.iterrows():
+        name = f"**{escape(r.optimizer)}** (submitted)" if r.submitted else escape(r.optimizer)
+        if r.get("budget_unspent"):          # it stopped early for lack of budget: not a like-for-like result
+            name += f" (budget unspent in {r.budget_unspent} of {r.seeds} seeds)"
+        values = {"scoring NLL": num(r.get("score_nll")),
+                  "test NLL": "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"}
+        rows.append({"rank": str(i), "id": f"`{r.get('entry_id', '')}`", "optimizer": name, basis: values[basis],
+                     "95% CI": "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]",
+                     "vs next": r.get("vs_next", ""), other: values[other],
+                     "suboptimality": num(r.get("suboptimality"), 4) + (" (beat the reference)"
+                                                                      if r.get("beat_reference") else ""),
+                     "test-NLL gap": num(r.get("test_nll_gap")), "evals to close 50% of gap": fmt(r["evals_to_50%"]),
+                     "evals to close 90% of gap": fmt(r["evals_to_90%"]), "tuning evals": f"{r.tuning_evals:,.0f}",
+                     "seeds": str(r.seeds), "hyperparameters": escape(r.hyperparameters)})
+    shown = pd.DataFrame(rows)
+    return shown[[c for c in shown.columns if not (shown[c] == "n/a").all()]] if len(shown) else shown
 
 
 def to_markdown(table: pd.DataFrame, label: str, budget: str | None = None) -> str:
     basis = table["ranked_by"].iloc[0] if len(table) and "ranked_by" in table else "test NLL"
     lines = [f"## Leaderboard: {label}" + (f" (budget {budget})" if budget else ""), "",
              f"Ranked by the mean {basis} over seeds at the full budget (lower is better; the scoring NLL is "
-             "over the larger scoring split, the test NLL over the paper's 100 test images, bootstrap 95% CI over "
-             "seeds). *vs next*: paired difference to the next entry on the same seeds and images, 95% interval, "
-             "Holm-adjusted p; `*` = the rank difference is significant (bench/score/stats.py). Suboptimality: full "
-             "training objective minus the reference optimum's (`cryoopt reference`); gap: test NLL minus the "
-             "reference's. Evaluations are per-image gradients; the gap columns close test NLL(initial) - "
-             "test NLL(ground truth).", "",
-             "| rank | optimizer | scoring NLL | test NLL (100) | 95% CI | vs next | suboptimality | test-NLL gap "
-             "| evals to close 50% of gap | evals to close 90% | tuning evals | seeds |",
-             "|---:|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|"]
-    fmt = lambda v: "n/a" if np.isnan(v) else ("never" if not np.isfinite(v) else f"{v:,.0f}")  # noqa: E731
-    num = lambda v, p=3: "n/a" if v is None or not np.isfinite(v) else f"{v:.{p}f}"  # noqa: E731
-    for i, r in table.iterrows():
-        name = f"**{markdown(r.optimizer)}** (submitted)" if r.submitted else markdown(r.optimizer)
-        if r.get("budget_unspent"):          # it stopped early for lack of budget: not a like-for-like result
-            name += f" (budget unspent in {r.budget_unspent} of {r.seeds} seeds)"
-        nll = "diverged" if not np.isfinite(r.test_nll) else f"{r.test_nll:.3f}"
-        ci = "" if not np.isfinite(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        sub = num(r.get("suboptimality"), 4) + (" (beat the reference)" if r.get("beat_reference") else "")
-        lines.append(f"| {i} | {name} | {num(r.get('score_nll'))} | {nll} | {ci} | {r.get('vs_next', '')} | {sub} | "
-                     f"{num(r.get('test_nll_gap'))} | {fmt(r['evals_to_50%'])} | "
-                     f"{fmt(r['evals_to_90%'])} | {r.tuning_evals:,.0f} | {r.seeds} |")
+             "over the larger scoring split, the test NLL over the paper's 100 test images); 95% CI: bootstrap "
+             f"over seeds of the {basis}. *vs next*: paired difference to the next entry on the same seeds and "
+             "images, 95% interval, Holm-adjusted p; `*` = the rank difference is significant "
+             "(bench/score/stats.py). Suboptimality: full training objective minus the reference optimum's "
+             "(`cryoopt reference`); test-NLL gap: test NLL minus the reference's. Evaluations are per-image "
+             "gradients; the gap columns close test NLL(initial) - test NLL(ground truth). Columns that are n/a "
+             "for every entry are left out; `cryoopt leaderboard --withdraw ID` removes an entry.", ""]
+    shown = display_rows(table, markdown)
+    if len(shown):
+        right = {"rank", basis, "scoring NLL", "test NLL", "suboptimality", "test-NLL gap", "tuning evals", "seeds"}
+        lines += ["| " + " | ".join(shown.columns) + " |",
+                  "|" + "|".join("---:" if c in right or c.startswith("evals") else "---" for c in shown.columns) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in shown.itertuples(index=False)]
     if len(table) and table.get("beat_reference", pd.Series(dtype=bool)).any():
         lines += ["", "A run ended below the stored reference optimum; the reference was updated to it."]
     return "\n".join(lines) + "\n"

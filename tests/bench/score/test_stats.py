@@ -104,4 +104,4 @@ def test_leaderboard_ranks_by_scoring_nll_and_marks_significant_differences(tmp_
     assert list(table.significant_vs_next) == [False, True, False]
     assert table.loc[1, "suboptimality"] == pytest.approx(0.02)
     md = to_markdown(table, "synthetic-tiny")
-    assert "| 2 | c |" in md and " *" in md.splitlines()[-2]
+    assert "| 2 | `c` | c |" in md and " *" in md.splitlines()[-2]
