@@ -6,8 +6,11 @@ has its own.  A cgroup counts every page its processes charge (anonymous,
 page cache, shmem, memfds, the private ``/tmp``) against one limit for the
 whole sandbox, and ``pids.max`` caps its tasks whatever their uid.  Measured
 here (``tests/attacks/memfd_hog.py``, 64 memfds of 64 MiB written without
-mapping them): without the cgroup the sandbox held all 4,096 MiB; with it the
-kernel's OOM killer ends the run at the limit (the test uses 384 MiB).
+mapping them, then 8 processes of 256 MiB): before, the sandbox held all
+4,096 MiB of memfds and 2,048 MiB in processes; with a 384 MiB cgroup (and no
+seccomp filter) the memfds stopped at 320 MiB, OOM-killed; with the seccomp
+filter as well (:mod:`.seccomp`, now always loaded) no memfd is created and
+one 256 MiB process survives, the others are OOM-killed.
 
 Two kinds, whichever this machine lets the harness create:
 

@@ -22,6 +22,8 @@ The optimizer runs as ``prlimit ... bwrap ... setpriv ... python`` with
   capped per sandbox); ``--die-with-parent`` and a new session, and the
   harness kills the whole process group and every task of the cgroup (the
   PID namespace dies with its init) at the end or on time-out;
+* a seccomp filter (:mod:`.seccomp`): ``memfd_create`` and the kernel
+  keyring calls fail with ``EPERM``;
 * bwrap reads its options (which name host paths) from a file descriptor
   (``--args FD``), so its own command line -- visible as ``/proc/1/cmdline``
   inside -- is just ``bwrap --args N -- python ...``.
@@ -43,6 +45,8 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import seccomp
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -149,6 +153,14 @@ def command(staging: Path, submission: Path | None, limits: Limits, fd: int) -> 
     return cmd
 
 
+def _memfd(name: str, data: bytes) -> int:
+    """A memfd holding ``data``, at offset 0 (for bwrap to read)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 class Sandboxed:
     """A running sandboxed child: output drained with a size cap, killed as a whole tree (and cgroup).
 
@@ -164,14 +176,17 @@ class Sandboxed:
         self.dropped = 0
         at = next(i for i, a in enumerate(cmd) if Path(a).name == "bwrap") + 1
         end = cmd.index("--", at)                 # bwrap's options go through the fd, the command stays
-        args = os.memfd_create("cryoopt-bwrap-args", os.MFD_CLOEXEC)
-        os.write(args, b"".join(a.encode() + b"\0" for a in cmd[at:end]))
-        os.lseek(args, 0, os.SEEK_SET)
-        cmd = [*cmd[:at], "--args", str(args), *cmd[end:]]
+        options, fds = cmd[at:end], [fd]
+        filt = seccomp.program()
+        if filt is not None:                      # no memfds, no keyrings inside (.seccomp)
+            fds.append(_memfd("cryoopt-seccomp", filt))
+            options = [*options, "--seccomp", str(fds[-1])]
+        fds.append(_memfd("cryoopt-bwrap-args", b"".join(a.encode() + b"\0" for a in options)))
+        cmd = [*cmd[:at], "--args", str(fds[-1]), *cmd[end:]]
         self.cgroup = None if cgroup_status() is not None else RunCgroup(limits.sandbox_memory_bytes,
                                                                           limits.processes)
         try:
-            self.proc = subprocess.Popen(cmd if self.cgroup is None else self.cgroup.wrap(cmd), pass_fds=(fd, args),
+            self.proc = subprocess.Popen(cmd if self.cgroup is None else self.cgroup.wrap(cmd), pass_fds=fds,
                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         except BaseException:
@@ -179,7 +194,8 @@ class Sandboxed:
                 self.cgroup.remove()
             raise
         finally:
-            os.close(args)
+            for extra in fds[1:]:
+                os.close(extra)
         self._drain = threading.Thread(target=self._read, daemon=True)
         self._drain.start()
 

@@ -70,14 +70,14 @@ def _processes_with(marker: str) -> list[str]:
     return found
 
 
-def _sandbox_processes() -> int:
-    """Processes of a sandbox user: nobody, or one of the per-run uids."""
+def _sandbox_processes(uids=None) -> int:
+    """Processes of a sandbox user: ``uids``, or nobody and every per-run uid (others' runs included)."""
     from bench.isolation.sandbox import NOBODY, RUN_UIDS
     count = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             uid = int(Path(f"/proc/{pid}/status").read_text().split("\nUid:\t")[1].split()[0])
-            count += uid == NOBODY or uid in RUN_UIDS
+            count += uid in uids if uids is not None else (uid == NOBODY or uid in RUN_UIDS)
         except (OSError, IndexError):
             pass
     return count
@@ -173,11 +173,11 @@ def test_huge_output_is_capped(tmp_path, board):
 
 @needs_sandbox
 def test_fork_bomb_and_memory_hog_are_limited(tmp_path, board):
-    before = _sandbox_processes()
     res, meta, log = _run(tmp_path, "resources.py")
     assert "fork refused" in log and "memory refused" in log and "SUCCEEDED" not in log, log[-2000:]
     time.sleep(0.2)
-    assert _sandbox_processes() <= before
+    uid = int(next(line for line in log.splitlines() if line.startswith("UID")).split()[1])
+    assert _sandbox_processes({uid}) == 0                # the run's own user has no process left
     assert res["status"] == "finished"
 
 

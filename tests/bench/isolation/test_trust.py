@@ -134,8 +134,9 @@ def test_untrusted_text_is_escaped(tmp_path, capsys, board):
 
 @needs_sandbox
 def test_kernel_state_is_per_run_and_memory_is_per_sandbox(tmp_path, board):
-    """Guarantee 6: each run has its own uid (no shared keyring), bwrap's arguments are not readable
-    inside, and 64 memfds x 64 MiB cannot hold more than the sandbox's memory limit."""
+    """Guarantee 6: each run has its own uid (no shared keyring; keyrings and memfds refused by seccomp),
+    bwrap's arguments are not readable inside, and neither 64 memfds x 64 MiB nor 8 processes x 256 MiB
+    hold more than the sandbox's memory limit (384 MiB here)."""
     marker = f"{os.getpid()}-{time.time_ns()}"
     _, _, first = _run(tmp_path, "kernel_state.py", marker=marker)
     _, _, second = _run(tmp_path, "kernel_state.py", marker=marker)
@@ -143,7 +144,6 @@ def test_kernel_state_is_per_run_and_memory_is_per_sandbox(tmp_path, board):
     uids = [line for line in (first + second).splitlines() if line.startswith("UID")]
     assert len(uids) == 2 and uids[0] != uids[1]
     cap = {"sandbox_memory_bytes": 384 << 20} if "sandbox_memory_bytes" in Limits.__dataclass_fields__ else {}
-    before = _sandbox_processes()
     from bench.isolation.harness import run_isolated
     hog = _attack_file(tmp_path, "memfd_hog.py")
     res = run_isolated({"problem": "synthetic", "scale": "tiny", "data_seed": 0, "optimizer": f"{hog}:Attack",
@@ -152,10 +152,12 @@ def test_kernel_state_is_per_run_and_memory_is_per_sandbox(tmp_path, board):
                        timeout=120, limits=Limits(**cap))
     log = Path(res["meta_path"]).with_suffix(".log").read_text()
     held = [int(line.split()[1]) for line in log.splitlines() if line.startswith("HELD")]
-    print(f"memfd hog held at most {max(held, default=0)} MiB; status {res['status']}")
-    assert max(held, default=0) < 512, log[-1000:]
+    procs = [int(line.split()[2]) for line in log.splitlines() if line.startswith("PROCS HELD")]
+    print(f"memfds held at most {max(held, default=0)} MiB, processes {max(procs, default=0)} MiB; {res['status']}")
+    assert max(held, default=0) < 512 and max(procs, default=0) < 512, log[-1000:]
     time.sleep(0.2)
-    assert _sandbox_processes() <= before
+    hog_uid = [line for line in log.splitlines() if line.startswith("UID")]
+    assert _sandbox_processes({int(line.split()[1]) for line in uids + hog_uid}) == 0   # nothing left of them
 
 
 def test_leaderboard_build_without_a_secret_is_one_clear_error(tmp_path, monkeypatch, capsys):
