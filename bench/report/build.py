@@ -196,7 +196,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path, progress: bool = 
         if truth is not None and radius:
             truth = display_filter(truth, radius)
         if panels:
-            snaps = figures.save(figures.snapshot_grid(panels, truth, columns, f"{group}: densities (aligned projections)"),
+            caption = f"{group}: densities (projections), aligned to the ground truth (the FSC's 6-DOF alignment)"
+            snaps = figures.save(figures.snapshot_grid(panels, truth, columns, caption),
                                  out / f"snapshots-{slug}")
             written += snaps
             content.append(_img(snaps[0]))

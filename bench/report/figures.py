@@ -17,6 +17,25 @@ from .data import curves_on_grid  # noqa: E402
 PAPER_ORDER = ["sgd", "adagrad", "momentum", "nesterov", "tonga", "olbfgs", "hessian-free"]
 
 
+#: One colour per optimizer in every figure (tab10, then tab20's light shades); others by a stable hash.
+COLOURS = {"sgd": "C0", "adagrad": "C1", "momentum": "C2", "nesterov": "C3", "tonga": "C4", "olbfgs": "C5",
+           "hessian-free": "C6", "adam": "C7", "sagd": "C8", "hutchinson-sgd": "C9",
+           "em": "#aec7e8", "projection-matching": "#ffbb78", "relion-3.1": "#98df8a"}
+
+
+def colour(name: str):
+    """The fixed colour of ``name`` (also ``"torch (RAdam)"`` style names: one per full name)."""
+    if name in COLOURS:
+        return COLOURS[name]
+    import zlib
+    return plt.cm.tab20b(zlib.crc32(name.encode()) % 20)
+
+
+def legend_outside(ax, fig=None) -> None:
+    """The legend right of the axes, where it covers no curve."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+
+
 def order(names) -> list[str]:
     """The paper's seven first (in its order), then the rest alphabetically."""
     names = list(names)
@@ -48,7 +67,7 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
             warnings.simplefilter("ignore", RuntimeWarning)     # all-NaN columns past a run's end
             med = np.nanmedian(c, axis=0)
             c_lo, c_hi = np.nanpercentile(c, 25, axis=0), np.nanpercentile(c, 75, axis=0)
-        color = plt.cm.tab20(i % 20)
+        color = colour(name)
         for a in (ax, zoom):
             a.plot(grid, med, label=name, color=color, lw=1.6)
             if c.shape[0] > 1:
@@ -77,7 +96,14 @@ def convergence(rows: pd.DataFrame, title: str, reference: float | None = None) 
             lo_y = min(lo_y, reference)
         pad = 0.05 * (hi_y - lo_y + 1e-9)
         ax.set_ylim(lo_y - pad, hi_y + pad)
-    ax.legend(fontsize=8, ncol=2)
+    # a zoom shows less than the main panel, never more: its y-range is clipped to the main panel's
+    (main_lo, main_hi), (z_lo, z_hi) = ax.get_ylim(), zoom.get_ylim()
+    z_lo, z_hi = max(z_lo, main_lo), min(z_hi, main_hi)
+    if z_lo < z_hi:
+        zoom.set_ylim(z_lo, z_hi)
+    else:
+        zoom.set_ylim(main_lo, main_hi)
+    legend_outside(zoom)
     return fig
 
 
@@ -103,8 +129,8 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
             if vol is not None:
                 a.imshow(projection(vol), cmap="gray", origin="lower")
             a.set_title(name, fontsize=9)
-        fig.suptitle(f"{title} ({columns[0]})", fontsize=10)
-        fig.tight_layout()
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # the title above the panel labels
         return fig
     n_rows = len(names) + (truth is not None)
     fig, axes = plt.subplots(n_rows, len(columns), figsize=(1.9 * len(columns) + 1, 1.9 * n_rows), squeeze=False)
@@ -120,17 +146,19 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
                 a.set_title(col, fontsize=9)
             if c == 0:
                 a.set_ylabel(name, fontsize=9)
-    if truth is not None:
+    if truth is not None:       # the ground truth sits in the last row, last column, in every figure
         for c in range(len(columns)):
             a = axes[-1, c]
             a.set_xticks([]), a.set_yticks([])
-            if c == 0:
+            if c == len(columns) - 1:
                 a.imshow(projection(truth), cmap="gray", origin="lower")
-                a.set_ylabel("ground truth", fontsize=9)
+                a.set_title("ground truth", fontsize=9)
             else:
                 a.axis("off")
+        axes[-1, 0].text(-0.1, 0.5, "ground truth", rotation=90, va="center", ha="right", fontsize=9,
+                         transform=axes[-1, 0].transAxes)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 
@@ -138,7 +166,7 @@ def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figu
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, name in enumerate(order(fscs)):
         f = fscs[name]
-        ax.plot(np.asarray(f["frequency"]) / pixel_size, f["fsc"], label=name, color=plt.cm.tab20(i % 20))
+        ax.plot(np.asarray(f["frequency"]) / pixel_size, f["fsc"], label=name, color=colour(name))
     for level in (0.5, 0.143):
         ax.axhline(level, color="k", ls=":", lw=0.8)
     limits = [f["band_limit_cycles_per_pixel"] for f in fscs.values() if f.get("band_limit_cycles_per_pixel")]
@@ -149,7 +177,7 @@ def fsc_curves(fscs: dict[str, dict], pixel_size: float, title: str) -> plt.Figu
     ax.set_ylabel("FSC vs ground truth (aligned)")
     ax.set_ylim(-0.1, 1.02)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 
@@ -159,13 +187,13 @@ def _fraction_solved(values: pd.DataFrame, column: str, grid: np.ndarray, xlabel
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (name, grp) in enumerate(sorted(values.groupby("optimizer"))):
         v = grp[column].to_numpy()
-        ax.step(grid, [(v <= g).mean() for g in grid], where="post", label=name, color=plt.cm.tab20(i % 20))
+        ax.step(grid, [(v <= g).mean() for g in grid], where="post", label=name, color=colour(name))
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction of cases solved")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.grid(alpha=0.3, which="both")
     return fig
 
@@ -232,7 +260,7 @@ def isosurface_grid(volumes: dict[str, np.ndarray], title: str, size: int = 48, 
         _isosurface(ax, volumes[name], size, fraction, "#d9b44a")
         ax.set_title(name, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.0, hspace=0.1)
+    fig.subplots_adjust(wspace=0.0, hspace=0.1, top=1 - 0.45 / fig.get_figheight())   # title clear of the labels
     return fig
 
 
@@ -254,7 +282,7 @@ def isosurface_table(panels: dict[str, dict[str, np.ndarray]], columns: list[str
             if c == 0:
                 ax.text2D(-0.05, 0.5, name, rotation=90, va="center", ha="right", fontsize=9, transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.0, hspace=0.05)
+    fig.subplots_adjust(wspace=0.0, hspace=0.05, top=1 - 0.45 / fig.get_figheight())  # title clear of the labels
     return fig
 
 
@@ -275,5 +303,5 @@ def central_slices(panels: dict[str, dict[str, np.ndarray]], columns: list[str],
             if c == 0:
                 a.set_ylabel(name, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig

@@ -25,6 +25,18 @@ def _truth(results_dir: str, label: str, metas: list[dict]) -> np.ndarray | None
     return display_filter(truth, radius) if radius else truth
 
 
+#: What every density figure states: how its densities were put in the ground truth's frame.
+ALIGNED = "aligned to the ground truth (the FSC's 6-DOF alignment: rotation, hand and shift)"
+
+
+def _when(columns: list[str]) -> str:
+    """``["5K", "50K", "final"]`` -> ``"after 5K and 50K evaluations and at the end"`` (what is drawn, no more)."""
+    counts = [c for c in columns if c != "final"]
+    parts = [f"after {' and '.join([', '.join(counts[:-1]), counts[-1]] if len(counts) > 1 else counts)} "
+             f"evaluations"] if counts else []
+    return " and ".join(parts + (["at the end"] if "final" in columns else []))
+
+
 def final_table(rows: pd.DataFrame, metas: list[dict]) -> pd.DataFrame:
     """One line per run: optimizer, hyperparameters, status, evaluations, final and best test NLL."""
     out = []
@@ -53,7 +65,7 @@ def fig4(metas, label: str, results_dir: str, out: Path, note: str) -> list[Path
     if truth is not None:
         ordered["ground truth"] = {columns[-1] if columns else "final": truth}
     stem = out / f"fig4-{label}"
-    title = f"Fig. 4 ({label}{note}): densities after 5K, 50K and all evaluations"
+    title = f"Fig. 4 ({label}{note}): densities {_when(columns)}, {ALIGNED}"
     written = figures.save(figures.isosurface_table(ordered, columns, title + " (isosurfaces)"),
                            stem.with_name(stem.name + "-isosurface"))
     written += figures.save(figures.central_slices(ordered, columns, title + " (central slices)"),
@@ -70,6 +82,7 @@ def fig6(rows, metas, label: str, results_dir: str, out: Path, relion: dict | No
     names = {"projection-matching": "projection matching, 5 it.", "em": "EM, 5 it.", "sgd": "SGD, 1 epoch"}
     finals = {names.get(n, n): panels[n]["final"] for n in ("projection-matching", "em", "sgd")
               if "final" in panels.get(n, {})}
+    relion_tag = None
     fsc = fsc_table(metas)
     summary = final_table(rows, metas).merge(fsc.drop(columns=[c for c in ("evals", "seed") if c in fsc]),
                                              on="optimizer", how="left")
@@ -79,6 +92,7 @@ def fig6(rows, metas, label: str, results_dir: str, out: Path, relion: dict | No
         if "rotation" in fsc:
             vol = apply_alignment(relion["map"], fsc["rotation"], fsc["mirrored"], fsc["shift"])
             finals[tag] = display_filter(vol, radius) if radius else vol
+            relion_tag = tag
         summary = pd.concat([summary, pd.DataFrame([{
             "optimizer": "relion-3.1", "status": "finished", "evals": relion["n_particles"] * relion["iterations"],
             "epochs": relion["n_particles"] * relion["iterations"] / relion["n_train"],
@@ -88,10 +102,13 @@ def fig6(rows, metas, label: str, results_dir: str, out: Path, relion: dict | No
             "resolution_fsc_0.5_A": fsc.get("resolution_0.5"), "resolution_fsc_0.143_A": fsc.get("resolution_0.143"),
             "aligned_correlation": fsc.get("correlation"), "fsc_band_mean": fsc.get("fsc_band_mean")}])],
             ignore_index=True)
+    # the paper's order: projection matching, RELION, (our EM, another batch method), SGD; the truth last
+    first = ["projection matching, 5 it.", relion_tag, "EM, 5 it.", "SGD, 1 epoch"]
+    finals = {k: finals[k] for k in [*[f for f in first if f in finals], *[k for k in finals if k not in first]]}
     if truth is not None:
         finals["ground truth"] = truth
     stem = out / f"fig6-{label}"
-    title = f"Fig. 6 ({label}{note}): batch methods after 5 iterations vs SGD after 1 epoch"
+    title = f"Fig. 6 ({label}{note}): batch methods after 5 iterations vs SGD after 1 epoch, {ALIGNED}"
     written = figures.save(figures.snapshot_grid({k: {"final": v} for k, v in finals.items() if k != "ground truth"},
                                                  truth, ["final"], title + " (projections)"), stem)
     written += figures.save(figures.isosurface_grid(finals, title + " (isosurfaces)"),

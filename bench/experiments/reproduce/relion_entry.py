@@ -36,7 +36,7 @@ def relion_entry(problem, name: str, scale: str, results_dir: str, n_particles: 
         directory, test = relion.dataset_files(name, scale, seed)
         expected = relion.expected_seconds(min(n, problem.n_train), iterations, problem.box_size)
         print(f"RELION 3.1: {iterations} iterations on {min(n, problem.n_train):,} of {problem.n_train:,} training "
-              f"images; expected about {expected / 60:.0f} min on 2 cores (--relion-particles changes the subset, "
+              f"images; expected roughly {expected / 60:.1f} min on 2 cores (--relion-particles changes the subset, "
               f"--no-relion skips it)")
         out = relion.run_relion(problem, directory, test, work, n_particles=n, seed=seed, iterations=iterations)
         volume = out.pop("map")
