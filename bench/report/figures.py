@@ -122,7 +122,7 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
             items.append(("ground truth", truth))
         per_row = min(7, len(items))
         n_rows = -(-len(items) // per_row)
-        fig, axes = plt.subplots(n_rows, per_row, figsize=(1.8 * per_row, 2.0 * n_rows + 0.4), squeeze=False)
+        fig, axes = plt.subplots(n_rows, per_row, figsize=(1.8 * per_row, 2.3 * n_rows + 0.4), squeeze=False)
         for a in axes.ravel():
             a.axis("off")
         for a, (name, vol) in zip(axes.ravel(), items):
@@ -130,7 +130,8 @@ def snapshot_grid(panels: dict[str, dict[str, np.ndarray]], truth: np.ndarray | 
                 a.imshow(projection(vol), cmap="gray", origin="lower")
             a.set_title(name, fontsize=9)
         fig.suptitle(title, fontsize=10)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # the title above the panel labels
+        # the title above the panel labels; h_pad keeps each panel's label clear of the image above it
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()), h_pad=2.0)
         return fig
     n_rows = len(names) + (truth is not None)
     fig, axes = plt.subplots(n_rows, len(columns), figsize=(1.9 * len(columns) + 1, 1.9 * n_rows), squeeze=False)
@@ -260,7 +261,7 @@ def isosurface_grid(volumes: dict[str, np.ndarray], title: str, size: int = 48, 
         _isosurface(ax, volumes[name], size, fraction, "#d9b44a")
         ax.set_title(name, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.0, hspace=0.1, top=1 - 0.45 / fig.get_figheight())   # title clear of the labels
+    fig.subplots_adjust(wspace=0.0, hspace=0.1, top=1 - 0.8 / fig.get_figheight())    # title clear of the labels
     return fig
 
 
@@ -269,6 +270,9 @@ def isosurface_table(panels: dict[str, dict[str, np.ndarray]], columns: list[str
     """Smooth isosurfaces (paper Fig. 4): rows = densities (name -> {column: volume}), columns = snapshot
     points.  Each surface encloses the same ``fraction`` of the box, so maps on different intensity
     scales (RELION's, ours) are drawn alike."""
+    if len(columns) == 1:           # one column: the panels in rows of up to seven, not one tall strip
+        return isosurface_grid({name: vols[columns[0]] for name, vols in panels.items() if columns[0] in vols},
+                               title, size, fraction)
     names = list(panels)
     fig = plt.figure(figsize=(2.1 * len(columns) + 0.6, 2.1 * len(names) + 0.4))
     for r, name in enumerate(names):
@@ -282,7 +286,7 @@ def isosurface_table(panels: dict[str, dict[str, np.ndarray]], columns: list[str
             if c == 0:
                 ax.text2D(-0.05, 0.5, name, rotation=90, va="center", ha="right", fontsize=9, transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.0, hspace=0.05, top=1 - 0.45 / fig.get_figheight())  # title clear of the labels
+    fig.subplots_adjust(wspace=0.0, hspace=0.05, top=1 - 0.8 / fig.get_figheight())   # title clear of the labels
     return fig
 
 
