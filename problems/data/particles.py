@@ -4,7 +4,10 @@
 and cryoSPARC (:mod:`problems.data.cryosparc`) files locate the image stacks
 they name; :func:`numeric` is the one check of a numeric column, so every bad
 value raises one :class:`DataError` naming the file, the particle (1-based
-row) and the field.
+row) and the field; :func:`unique_images` drops particles that repeat an
+image (same stack, same index), so no held-out image has a copy in training;
+:func:`warn_data` is the one way a reader says what it read but does not
+model (a :class:`DataWarning` attributed to the caller's line).
 """
 from __future__ import annotations
 
