@@ -17,9 +17,11 @@ LIES = {
     "huge-range": {"defaults": {"lr": 1.0}, "search_space": {"lr": {"low": 1e-300, "high": 1e300, "scale": "log"}}},
     "control-text": {"defaults": {"mode": "\x1b[2J<script>alert(1)</script>|"}, "search_space": {}},
 }
-head = json.dumps({"ok": True, "name": "attack-forged", **LIES["__MARKER__"], "arrays": []}).encode()
-sock = socket.socket(fileno=os.dup(int(os.environ["CRYOOPT_FD"])))
-sock.sendall(struct.pack("<IQ", len(head), 0) + head)
+MODE = "__MARKER__"
+if MODE in LIES and "CRYOOPT_FD" in os.environ:         # only when submitted (not when a tool imports it)
+    head = json.dumps({"ok": True, "name": "attack-forged", **LIES[MODE], "arrays": []}).encode()
+    sock = socket.socket(fileno=os.dup(int(os.environ["CRYOOPT_FD"])))
+    sock.sendall(struct.pack("<IQ", len(head), 0) + head)
 
 
 @dataclass(frozen=True)
