@@ -30,6 +30,9 @@ from .toader_speed import epoch_speed
 UNIFORM = {"tiny": ((16, 32), 500, 2), "small": ((16, 32, 64, 128), 2000, 3),
            "paper": ((16, 32, 64, 128, 192, 304), 10_000, 10)}
 EPOCHS = 10
+# Lanczos tolerance per scale: the certified gap bound uses lambda_min minus its Ritz residual, so a looser
+# tolerance stays honest; at paper scale each product is a full pass over 10,000 images (~6 s, load 10)
+LANCZOS_TOL = {"tiny": 1e-6, "small": 1e-6, "paper": 1e-3}
 SPEED_BOX = 128            # the epoch-time target's box (issue 23: 192 px, or 128 px if 192 does not fit)
 # Their numbers (reference repo logs; ../shared/papers/toader-brubaker-lederman-summary.md), units of 1e6
 THEIRS = {"sgd": (19.2, 3.27, 1.39), "sgd-diag": (12.4, 1.22, 0.41), "alg1": (18.7, 1.65, 0.51)}
@@ -54,7 +57,7 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
     kappa_b = uniform_kappa(sizes, n_uniform, draws, seed=seed, progress=progress)
     times["kappa_uniform_poses"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    runs = toader_runs(problem, EPOCHS, progress=progress)
+    runs = toader_runs(problem, EPOCHS, progress=progress, lanczos_tol=LANCZOS_TOL[scale])
     times["reference"] = runs["reference_seconds"]
     times["runs"] = time.perf_counter() - t0 - runs["reference_seconds"]
     t0 = time.perf_counter()
@@ -137,8 +140,10 @@ def markdown(rec: dict, scale: str) -> str:
         "Bound at N = 1e4 (theirs: 9.5, 20.0, 41.5, 84.1, 126.7, 201.4): "
         + ", ".join(f"R={r}: {kappa_lower_bound(r, 1e4):.1f}" for r in (7, 15, 31, 63, 95, 151)) + ".", "",
         f"Trilinear slices on the 2x oversampled grid (our oracle), top band, Lanczos (eigsh, tol "
-        f"{ref['lanczos_tol']:g}, {ref['lanczos_matvecs']} products): lambda_max {ref['lambda_max']:.4g}, "
-        f"lambda_min {ref['lambda_min']:.4g}, kappa {ref['kappa_trilinear']:.4g}.", "",
+        f"{ref['lanczos_tol']:g}, {ref['lanczos_matvecs']} products): lambda_max {ref['lambda_max']:.4g} "
+        f"(Ritz residual {ref['ritz_residual_max']:.1e}), lambda_min {ref['lambda_min']:.4g} (residual "
+        f"{ref['ritz_residual_min']:.1e}), kappa {ref['kappa_trilinear']:.4g}; the exact diagonal preconditioner "
+        "is what the reference's CG uses.", "",
         f"## 2. Their four runs ({epochs} epochs, batch K/30, their constants)", "",
         f"Reference: diagonally preconditioned CG, {ref['cg_iterations']} iterations, relative residual "
         f"{ref['relative_residual']:.2e}; certified gap f(a*) - f_min <= {ref['gap_bound']:.2e}. Batch {rec['batch']}, "

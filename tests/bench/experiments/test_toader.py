@@ -59,6 +59,9 @@ def test_reference_is_certified_and_suboptimality_exact(refine):
     hess = KnownPoseHessian(refine)
     ref = reference_optimum(hess)
     assert ref["relative_residual"] < 1e-8 and ref["gap_bound"] < 1e-10 and ref["kappa_trilinear"] > 1
+    assert ref["ritz_residual_min"] < 1e-3 * ref["lambda_min"] and ref["ritz_residual_max"] < 1e-3 * ref["lambda_max"]
+    dense = np.linalg.eigvalsh(np.column_stack([ref_op_column(hess, j) for j in range(hess.basis.size)]))
+    assert ref["lambda_min"] == pytest.approx(dense[0], rel=1e-5) and ref["lambda_max"] == pytest.approx(dense[-1], rel=1e-5)
     a = hess.basis.from_volume(refine.initial_density(0).astype(np.float64))
     x, x_star = hess.basis.to_volume(a, np.float32), hess.basis.to_volume(ref["a"], np.float32)
     direct = full_objective(refine, x) - full_objective(refine, x_star)
@@ -66,6 +69,12 @@ def test_reference_is_certified_and_suboptimality_exact(refine):
     assert suboptimality(ref, ref["a"]) == pytest.approx(0.0, abs=1e-12)
     fsc = shell_fsc(hess.basis, ref["a"], ref["a"])
     assert np.allclose(fsc[1:], 1.0) and shell_fsc(hess.basis, a, ref["a"])[-1] < 0.999
+
+
+def ref_op_column(hess, j):
+    e = np.zeros(hess.basis.size)
+    e[j] = 1.0
+    return hess.operator().matvec(e)
 
 
 def test_band_oracle_is_the_chain_rule(refine):
