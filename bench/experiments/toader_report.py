@@ -124,8 +124,9 @@ def markdown(rec: dict, scale: str) -> str:
         f"random data): a projected epoch of **{rec['speed']['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
         f"sgemm {rec['speed']['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
         f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way); peak memory "
-        f"{rec['speed']['peak_rss_gib']:.1f} GiB. The trilinear scatter of the adjoint dominates the rest "
-        "(measured by hand at 128 px, load ~7: gather 0.7 s, scatter 2.6 s, DFTs 1.1 s).", "",
+        f"{rec['speed']['peak_rss_gib']:.1f} GiB. One step's phases: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in rec["speed"]["step_phases"].items())
+        + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.", "",
         "## 1. Condition number against radius (nearest-neighbour slices, H diagonal, exact by counting)", "",
         f"(a) The problem's {ka['n_images']} training poses, lambda = 1e-8 (kappa.png, left):", "",
         "| r | " + " | ".join(str(r) for r in ka["radius"]) + " |", "|---|" + "---|" * len(ka["radius"]),
