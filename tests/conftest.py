@@ -3,6 +3,11 @@ import os
 import numpy as np
 import pytest
 
+# The attack plug-ins are submissions, not test modules: they run only inside the sandbox
+# (tests/bench/isolation/). Importing one in the test process (e.g. for --doctest-modules)
+# would run its attack here, outside the sandbox.
+collect_ignore_glob = ["attacks/*.py"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):

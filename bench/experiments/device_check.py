@@ -145,15 +145,15 @@ def reduced_fig3(device: str, name: str = "realistic", scale: str = "small", res
     start = time.perf_counter()
     problem = load_problem(name, scale=scale, progress=False, device=device)
     x0 = problem.initial_density(0)
-    rows = [{"method": "initial density", "test_nll": problem.test_nll(x0), "wall_s": 0.0, "status": "-"}]
+    rows = [{"method": "initial density", "test_nll": problem.test_nll(x0), "wall_s": 0.0, "outcome": "-"}]
     for method in PAPER_SEVEN:
         if time.perf_counter() - start > seconds:
-            rows.append({"method": method, "test_nll": np.nan, "wall_s": 0.0, "status": "skipped (time)"})
+            rows.append({"method": method, "test_nll": np.nan, "wall_s": 0.0, "outcome": "skipped (time)"})
             continue
         t = time.perf_counter()
         res = run(problem, method, budget=budget, results_dir=results_dir, progress=False, force=True)
         rows.append({"method": method, "test_nll": np.nan if res.final_test_nll is None else res.final_test_nll,
-                     "wall_s": time.perf_counter() - t, "status": res.status})
+                     "wall_s": time.perf_counter() - t, "outcome": res.status})
     return rows
 
 
@@ -231,6 +231,6 @@ def format_markdown(r: dict) -> str:
     if "fig3" in r:
         lines += ["", f"## Reduced Fig. 3: {r['fig3_problem']}, one epoch per method, default hyperparameters", "",
                   "| method | test NLL | wall s | status |", "|---|---:|---:|---|"]
-        lines += [f"| {f['method']} | {f['test_nll']:.4f} | {f['wall_s']:.1f} | {f['status']} |" for f in r["fig3"]]
+        lines += [f"| {f['method']} | {f['test_nll']:.4f} | {f['wall_s']:.1f} | {f['outcome']} |" for f in r["fig3"]]
     lines += ["", "Wall time per part: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["clock"].items()), ""]
     return "\n".join(lines)
