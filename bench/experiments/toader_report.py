@@ -68,6 +68,7 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
               f"({speed['seconds_per_step']:.2f} s per step of {speed['batch']})")
     meta = {k: problem.metadata[k] for k in ("problem", "scale", "box_size", "r_max", "band_coefficients_half_plane",
                                             "resolution_angstrom", "n_train", "n_test", "snr", "content_hash")}
+    meta["spectral_snr_per_shell"] = problem.metadata["truth"]["spectral_snr_per_shell"]
     record = {"problem": meta, "seconds": times, "speed": speed, "kappa_problem_poses": kappa_a, "kappa_uniform_poses": kappa_b,
               **{k: v for k, v in runs.items() if k not in ("exact_diagonal", "basis_radius")}}
     paths = [folder / "toader.json"]
@@ -114,6 +115,9 @@ def markdown(rec: dict, scale: str) -> str:
         f"{p['band_coefficients_half_plane']} half-plane coefficients, {p['n_train']} training / {p['n_test']} test "
         f"images, image SNR {p['snr']}; problem hash `{p['content_hash'][:12]}`. Theirs: 192 px, r = 95, "
         "30,000 EMPIAR-10076 images. Numbers below: ours; theirs from the summary in `../shared/papers/`.", "",
+        "Spectral SNR per shell round(|k|) (mean clean power with CTF over the noise variance per coefficient): "
+        + ", ".join(f"{i}: {v:.3g}" for i, v in enumerate(p["spectral_snr_per_shell"])) + ". "
+        + _weak_shells(p["spectral_snr_per_shell"]), "",
         "## Time per phase (seconds, this machine, shared)", "",
         "| " + " | ".join(t) + " |", "|" + "---|" * len(t), "| " + " | ".join(f"{v:.1f}" for v in t.values()) + " |", "",
         f"Dominant phase: **{dominant}** ({t[dominant]:.0f} s of {sum(t.values()):.0f} s). Reference: exact "
@@ -185,6 +189,14 @@ def markdown(rec: dict, scale: str) -> str:
         "the data (cost in oracle units is in toader.json).", "",
         "Figures: kappa.png, loss.png, fsc.png, fsc_heatmap.png, diag_h.png.", ""]
     return "\n".join(lines)
+
+
+def _weak_shells(snr: list) -> str:
+    weak = [i for i, v in enumerate(snr) if i > 0 and v < 0.01]
+    if not weak:
+        return "Every shell carries signal (SNR >= 0.01)."
+    return (f"From shell {weak[0]} on the SNR is below 0.01: the grid phantom carries little signal near the band "
+            "edge, so there the optimum is mostly fitted noise (the issue's atoms-with-B-factors molecule is not built).")
 
 
 def _reach_verdict(reach: dict) -> str:

@@ -166,7 +166,10 @@ def simulate_refine(spec: RefineSpec, seed: int) -> dict:
     dc = np.all(band.k == 0, axis=1)
     noise[:, dc] = rng["noise"].standard_normal((n, int(dc.sum()))) * spec.sigma
     test = np.sort(rng["split"].permutation(n)[:spec.n_test])
+    shell = np.rint(np.hypot(band.k[:, 0], band.k[:, 1])).astype(int)
+    power = np.bincount(shell, np.mean(np.abs(clean) ** 2, axis=0)) / np.maximum(np.bincount(shell), 1)
     return {"band": band, "rotations": rotations, "euler": euler, "ctf": ctf, "images": clean + noise,
+            "spectral_snr_per_shell": (power / spec.sigma**2).tolist(),
             "ground_truth": phantom.astype(np.float32), "test_indices": test, "ctf_physical": phys}
 
 
@@ -185,11 +188,14 @@ def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, pat
     data = simulate_refine(spec, seed)
     fixed = {**{k: v for k, v in spec.as_dict().items() if k not in ("name", "version")}, "seed": int(seed),
              "poses": "known, uniform on SO(3)"}
-    return Problem(name=spec.name, version=spec.version, fixed=fixed,
-                   data=BandData(data["images"], data["ctf"], spec.pixel_size_angstrom, spec.box_size),
-                   test_indices=data["test_indices"], rotations=data["rotations"],
-                   model=KnownPosePart(spec.box_size, spec.r_max, spec.sigma),
-                   prior=GaussianPrior(spec.prior_lambda), order_seed=seed, ground_truth=data["ground_truth"])
+    problem = Problem(name=spec.name, version=spec.version, fixed=fixed,
+                      data=BandData(data["images"], data["ctf"], spec.pixel_size_angstrom, spec.box_size),
+                      test_indices=data["test_indices"], rotations=data["rotations"],
+                      model=KnownPosePart(spec.box_size, spec.r_max, spec.sigma),
+                      prior=GaussianPrior(spec.prior_lambda), order_seed=seed, ground_truth=data["ground_truth"])
+    # spectral SNR per integer shell round(|k|): mean |C S(x_true)|^2 over images / sigma^2 (noise per coefficient)
+    problem.metadata["truth"] = {"spectral_snr_per_shell": data["spectral_snr_per_shell"]}
+    return problem
 
 
 def load_refine_particles(path: str, scale: str = "small", seed: int = 0, progress: bool = True,

@@ -34,6 +34,16 @@ def test_kappa_curves_lie_on_or_above_the_bound(refine):
     assert all(k >= b for k, b in zip(out["ctf"], out["bound"]))
 
 
+def test_spectral_snr_per_shell_is_stated(refine):
+    snr = refine.metadata["truth"]["spectral_snr_per_shell"]
+    assert len(snr) == int(np.rint(refine.band.r_max)) + 1 and all(v > 0 for v in snr)
+    # measured on the data: the images' power per shell is the clean power plus sigma^2 (noise), within sampling
+    images, _, _ = refine.split_arrays("train")
+    shell = np.rint(np.hypot(*refine.band.k.T)).astype(int)
+    measured = np.bincount(shell, np.mean(np.abs(images) ** 2, axis=0)) / np.bincount(shell) - refine.sigma ** 2
+    assert np.allclose(measured[1:], snr[1:], atol=0.08, rtol=0.1)
+
+
 def test_nn_diagonal_is_exact_counting():
     rng = np.random.default_rng(0)
     rot = Rotation.random(4, random_state=rng).as_matrix()
