@@ -135,8 +135,10 @@ def run_isolated(spec: dict, info: dict, *, results_dir: str | Path, timeout: fl
     opt_server.close()
     # The server loads its half of the problem while the harness loads its own.
     from problems.data.cache import cache_dir
+    from problems.model.devices import default_device
     send(ctl, {k: spec[k] for k in ("problem", "scale", "data_seed", "seed")} | {
-        "extra": spec.get("extra", {}), "validation": spec.get("validation"), "cache": str(cache_dir())})
+        "extra": spec.get("extra", {}), "validation": spec.get("validation"), "cache": str(cache_dir()),
+        "device": default_device()})        # the server owns the device; the optimizer sees numpy arrays
     problem = _load(spec)
     budget = parse_budget(spec["budget"], problem.n_train)
     label = f"{problem.name}-{problem.metadata.get('scale', 'custom')}"

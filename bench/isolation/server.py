@@ -225,6 +225,8 @@ def serve(control: socket.socket, opt: socket.socket) -> int:
     spec, _ = recv(control, 0)              # the data half: problem, instance seed, split, run seed
     if spec.get("cache"):                   # the harness's cache (a forked server has the forkserver's env)
         os.environ["CRYOOPT_CACHE"] = spec["cache"]
+    if spec.get("device"):                  # the harness's --device: the oracle runs there, replies are numpy
+        os.environ["CRYOOPT_DEVICE"] = spec["device"]
     from problems import load_problem
     problem = load_problem(spec["problem"], scale=spec["scale"], seed=spec["data_seed"], progress=False,
                            **spec.get("extra", {}))
