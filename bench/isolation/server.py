@@ -182,7 +182,7 @@ class _Session:
             if op in ("done", "error"):
                 said = str(header.get("message", ""))[:500]
                 return "error", (f"the optimizer ended the run itself ({op}{': ' + said if said else ''}) "
-                                 f"after {self.oracle.evals:g} of {self.oracle.budget:g} evaluations")
+                                 f"after {self.oracle.evals:g} of {self.oracle.budget} evaluations")
             try:
                 if op == "step":
                     self.wall += time.perf_counter() - t0

@@ -38,7 +38,8 @@ def bench_isolated(problem_name: str, scale: str, batch_size: int = 100, repeats
                    "validation": None})
         problem = load_problem(problem_name, scale=scale, seed=seed, progress=False)
         local = problem.oracle()
-        send(ctl, {"budget": None, "checkpoints": [], "shm": True, "child": {"spec": "", "hyper": {}, "seed": 0}})
+        send(ctl, {"budget": None, "checkpoints": [], "shm": True, "timeout": 3600.0,   # deadlines on, as scored
+                   "child": {"spec": "", "hyper": {}, "seed": 0}})
         send_shared_buffers(ctl, problem.shape)
         recv(ctl, 1 << 30)                                   # the server's initial checkpoint
         send(ctl, {"op": "ack"})

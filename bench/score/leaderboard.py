@@ -143,7 +143,6 @@ def rank(results_dir: Path, label: str) -> pd.DataFrame:
             row[col] = float(np.median(hits)) if hits else np.nan
         row.update(scores)
         row["budget_unspent"] = sum(_unspent(Path(results_dir) / r["record"]) for r in entry["runs"] if r.get("record"))
-        row["entry_id"] = entry["entry_id"]       # harness-assigned: tells apart entries that look alike
         row["_scores"] = [v for v in (_record_value(Path(results_dir) / r["record"], "score_nll")
                                       for r in entry["runs"] if r.get("record")) if v is not None]
         row["_entry"] = entry

@@ -313,10 +313,12 @@ def test_leaderboard_command_survives_corrupt_and_unranked_entries(tmp_path, cap
     (root / "sgd.json").write_text(json.dumps(VICTIM))
     (root / "sub-1.json").write_text(json.dumps({**VICTIM, "optimizer": "mine", "runs": [{"status": "timeout"}]}))
     (root / "sub-2.json").write_bytes(b"\xff\xfe not json")
-    args = argparse.Namespace(results=str(tmp_path), problem=None, build=None, out=str(tmp_path / "out"))
+    parser = argparse.ArgumentParser()
+    leaderboard_cmd.add_args(parser)
+    args = parser.parse_args(["--results", str(tmp_path), "--out", str(tmp_path / "out")])
     assert leaderboard_cmd.main(args) == 0
     text = (tmp_path / "out" / "leaderboard.md").read_text()
-    assert "| 1 | sgd |" in text and "- sub-1 (mine): unranked (timeout)" in text and "sub-2.json" in text
+    assert "| 1 | `sgd` | sgd |" in text and "- sub-1 (mine): unranked (timeout)" in text and "sub-2.json" in text
 
 
 @needs_sandbox

@@ -106,9 +106,9 @@ def test_protocol_entry_and_ranking(tiny, tmp_path):
         trial_dirs = {p.parent.parent.name for p in Path(results).rglob("*.json") if "leaderboard" not in str(p)}
         assert "synthetic-validation-tiny" in trial_dirs        # tuning never saw the test images
     table = rank(results, "synthetic-tiny")
-    assert list(table.columns[:3]) == ["optimizer", "submitted", "test_nll"]
+    assert list(table.columns[:4]) == ["entry_id", "optimizer", "submitted", "test_nll"]
     assert table["rank_nll"].is_monotonic_increasing           # ranked by the scoring split when there is one
-    assert all(table.ci_low <= table.test_nll) and all(table.test_nll <= table.ci_high)
+    assert all(table.ci_low <= table.rank_nll) and all(table.rank_nll <= table.ci_high)   # CI of the ranked quantity
     assert "| 1 |" in to_markdown(table, "synthetic-tiny")
 
 

@@ -120,8 +120,10 @@ def test_untrusted_text_is_escaped(tmp_path, capsys, board):
     from bench.commands import submit_cmd
     from bench.score.leaderboard import rank, to_markdown
     file = _attack_file(tmp_path, "hostile_text.py")
-    args = argparse.Namespace(optimizer=f"{file}:Attack", problem="synthetic", scale="tiny", results=str(board),
-                              budget="200", tuning_budget="100", trials=1, seeds=1, timeout=60.0)
+    parser = argparse.ArgumentParser()
+    submit_cmd.add_args(parser)
+    args = parser.parse_args([f"{file}:Attack", "--problem", "synthetic", "--scale", "tiny", "--results", str(board),
+                              "--budget", "200", "--tuning-budget", "100", "--trials", "1", "--seeds", "1"])
     assert submit_cmd.main(args) == 2
     out = capsys.readouterr().out
     assert "not scored" in out and "\x1b" not in out and "\r" not in out and "\x07" not in out
@@ -167,7 +169,9 @@ def test_leaderboard_build_without_a_secret_is_one_clear_error(tmp_path, monkeyp
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CRYOOPT_SECRET_KEY_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("CRYOOPT_SECRET_SEED_FILE", str(tmp_path / "none"))
-    args = argparse.Namespace(results=str(tmp_path), problem=None, build="tiny", out=str(tmp_path / "out"))
+    parser = argparse.ArgumentParser()
+    leaderboard_cmd.add_args(parser)
+    args = parser.parse_args(["--results", str(tmp_path), "--build", "tiny", "--out", str(tmp_path / "out")])
     assert leaderboard_cmd.main(args) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "secret" in out[0] and "token_hex" in out[0]
