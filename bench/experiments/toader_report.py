@@ -127,7 +127,9 @@ def markdown(rec: dict, scale: str) -> str:
         f"{rec['speed']['seconds_per_step']:.2f} s per value-and-gradient of 1000 images (float32, matrix-free, "
         f"random data): a projected epoch of **{rec['speed']['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
         f"sgemm {rec['speed']['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
-        f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way); peak memory "
+        f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way; by three dense products "
+        f"{rec['speed']['dense_dft_round_trip_seconds']:.2f} s in the same run, "
+        f"{rec['speed']['dense_dft_round_trip_seconds'] / rec['speed']['partial_dft_round_trip_seconds']:.1f}x); peak memory "
         f"{rec['speed']['peak_rss_gib']:.1f} GiB. One step's phases: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in rec["speed"]["step_phases"].items())
         + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.", "",
