@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from bench.run.runner import run
-from optimizers import BUILTIN
+from optimizers import BUILTIN, get_optimizer_class
+from optimizers.base import missing_requirements
 
-# EM and projection matching have no step size (a step is a full E/M pass; Fig. 6 runs them),
-# torch needs the optional package.
-STEP_SIZE_METHODS = [n for n in BUILTIN if n not in ("em", "projection-matching", "torch")]
+# EM and projection matching have no step size (a step is a full E/M pass; Fig. 6 runs them);
+# torch is checked by its own tests; adapters of optional packages (optax) run where installed.
+STEP_SIZE_METHODS = [n for n in BUILTIN if n not in ("em", "projection-matching", "torch")
+                     and not missing_requirements(get_optimizer_class(n))]
 
 
 def _check(problem, names, budget, tmp_path):
