@@ -9,12 +9,11 @@ corrupt or hand-edited record is one ``ValueError`` naming the file and the fiel
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.run.records import RunMeta
-from bench.score.entry import check_fields
+from bench.score.entry import check_fields, read_json
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,6 @@ class IsolatedRunMeta(RunMeta):
     @classmethod
     def read(cls, meta_path: str | Path) -> IsolatedRunMeta:
         """The record in ``meta_path``; ``ValueError("<file>: field '<name>': ...")`` if it is not one."""
-        try:
-            data = json.loads(Path(meta_path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{meta_path}: not a readable run record ({exc})") from None
+        data = read_json(meta_path, "run record")
         check_fields(cls, data, meta_path, {"problem_version": "str | int"})   # versions are written as integers
         return cls.from_json(data)

@@ -35,6 +35,15 @@ def _kind_ok(value, kind: str) -> bool:
     return isinstance(value, _KINDS[kind])
 
 
+def read_json(path: str | Path, what: str):
+    """The JSON in ``path``; one ``ValueError("<path>: not a readable <what> (<reason>)")`` for a missing,
+    undecodable or absurdly nested file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not a readable {what} ({exc})") from None
+
+
 def check_fields(cls, data, source: str | Path, types: dict | None = None) -> None:
     """Raise ``ValueError("<source>: field '<name>': expected ..., got ...")`` unless ``data`` fits ``cls``.
 
@@ -116,11 +125,7 @@ class LeaderboardEntry:
     @classmethod
     def read(cls, path: str | Path) -> LeaderboardEntry:
         """The entry in ``path``; ``ValueError`` naming the file (and the field) if it is not one."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: not a readable JSON entry ({exc})") from None
-        return cls.from_json(data, path)
+        return cls.from_json(read_json(path, "JSON entry"), path)
 
     def to_json(self) -> dict:
         out = _dump(self)
