@@ -58,6 +58,27 @@ def make_band(r_max: float) -> Band:
     return Band(r_max=float(r_max), k=k.astype(np.int64), multiplicity=mult)
 
 
+def disc_frequencies(n: int, r_max: float) -> np.ndarray:
+    """Every integer frequency of an ``n``-pixel image within ``r_max``: the full disc, (T, 2) int.
+
+    The paper-scale known-pose problem (Toader, Brubaker & Lederman) keeps a
+    free complex Fourier volume, so both ``k`` and ``-k`` are data and the
+    half-plane of :func:`make_band` does not apply.  Order: by ``|k|^2``, then
+    ``ky``, then ``kx`` (``k[0]`` is DC); entries ``(kx, ky)`` lie in
+    ``[-n/2, n/2)``, so ``r_max < n/2`` keeps every one inside the centred grid
+    and off the Nyquist row and column.
+    """
+    if not 0 < r_max < n / 2:
+        raise ValueError(f"disc_frequencies: need 0 < r_max < n/2 = {n / 2}, got r_max={r_max}")
+    radius = int(np.floor(r_max))
+    ky, kx = np.meshgrid(np.arange(-radius, radius + 1), np.arange(-radius, radius + 1), indexing="ij")
+    kx, ky = kx.ravel(), ky.ravel()
+    keep = kx**2 + ky**2 <= r_max**2
+    kx, ky = kx[keep], ky[keep]
+    order = np.lexsort((kx, ky, kx**2 + ky**2))
+    return np.stack([kx[order], ky[order]], axis=1).astype(np.int64)
+
+
 def quarter_turn_maps(band: Band) -> tuple[np.ndarray, np.ndarray]:
     """Index and conjugation maps of the quarter turns of the band.
 

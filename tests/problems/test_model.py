@@ -4,7 +4,7 @@ import pytest
 
 from problems.model.ctf import CTFParams, evaluate_ctf
 from problems.data.units import ctf_from_microscope
-from problems.model.grids import make_band
+from problems.model.grids import disc_frequencies, make_band
 from problems.model.poses import euler_to_matrix, make_quadrature
 from problems.data.units import electron_wavelength_angstrom
 
@@ -97,3 +97,15 @@ def test_quadrature_weights_positive_and_nll_finite_for_every_r_max():
             images = rng.standard_normal((3, band.size)) + 1j * rng.standard_normal((3, band.size))
             nll = lik.nll(x.astype(np.float64), lik.prepare(images, np.ones((3, band.size))))
             assert np.isfinite(nll).all(), r_max
+
+
+def test_disc_frequencies_is_the_half_plane_band_and_its_mirror():
+    k = disc_frequencies(16, 6.4)
+    band = make_band(6.4)
+    assert k[0].tolist() == [0, 0]
+    assert len(k) == 2 * band.size - 1 == len({tuple(v) for v in k})
+    assert {tuple(v) for v in k} == {tuple(v) for v in band.k} | {tuple(-v) for v in band.k}
+    r2 = (k**2).sum(1)
+    assert (np.diff(r2) >= 0).all() and r2.max() <= 6.4**2
+    with pytest.raises(ValueError, match="r_max < n/2"):
+        disc_frequencies(16, 8)
