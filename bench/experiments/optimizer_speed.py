@@ -7,6 +7,16 @@ oracle is wrapped by a proxy that adds up the wall time of every call, and
 figure of merit (a same-run reference, so a loaded machine scales both
 sides alike); the issue's target is at most 0.25 at paper scale.
 
+Next to it, the cost of reading the optimizer's state once: one streaming
+pass over the state's arrays, timed in the same run at the machine's
+multi-threaded GEMV bandwidth.  ``own / pass`` says how many state-reads
+the own time amounts to.  For an algorithm that must read its whole state
+every step it is a floor: any two-loop recursion reads every kept pair
+twice (the dot products ``s_k.g, y_k.g``, then the combination; ours a
+third time for the new pair's Gram entries), so oLBFGS's ``own / oracle``
+cannot go below ``2 pass / oracle`` at that memory on this machine (62 float32 history vectors at paper scale are 0.52 GB).  TONGA reads
+its gradient buffer only at a refresh, so its ``own / pass`` is below 1.
+
 The steady state is what a run sees: ``warmup`` untimed steps first (by
 default enough to fill oLBFGS's memory and pass a TONGA refresh), then
 ``steps`` timed ones (a multiple of TONGA's refresh period, so its refresh
@@ -49,6 +59,55 @@ def default_warmup(name: str) -> int:
     return max(int(getattr(opt, "memory", 0)) + 1, int(getattr(opt, "refresh", 0)) + 1, 2)
 
 
+def state_arrays(state) -> list[np.ndarray]:
+    """The distinct numpy arrays an optimizer state holds (NamedTuples, dataclasses, containers, objects)."""
+    found: dict[int, np.ndarray] = {}
+    seen: set[int] = set()
+
+    def walk(obj) -> None:
+        if id(obj) in seen or obj is None or isinstance(obj, (str, bytes, int, float, complex, bool)):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            base = obj if obj.base is None else obj.base
+            if isinstance(base, np.ndarray):
+                found[id(base)] = base
+            else:
+                found[id(obj)] = obj
+            return
+        if isinstance(obj, dict):
+            items = list(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            items = list(obj)
+        elif hasattr(obj, "__dict__"):
+            items = list(vars(obj).values())
+        else:
+            items = [getattr(obj, slot) for slot in getattr(type(obj), "__slots__", ()) if hasattr(obj, slot)]
+        for item in items:
+            walk(item)
+
+    walk(state)
+    return list(found.values())
+
+
+def one_pass_seconds(arrays: list[np.ndarray], repeats: int = 3) -> float:
+    """Best-of-``repeats`` time to read every float array once (a threaded GEMV against ones)."""
+    blocks = []
+    for a in arrays:
+        if a.dtype.kind != "f" or a.size < 4096 or not a.flags.c_contiguous:
+            continue
+        width = 1024 if a.size % 1024 == 0 else next(w for w in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                                                          if a.size % w == 0)
+        blocks.append((a.reshape(-1, width), np.ones(width, dtype=a.dtype)))
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for mat, ones in blocks:
+            mat @ ones
+        best = min(best, time.perf_counter() - t)
+    return best if blocks else 0.0
+
+
 def bench_optimizer(problem, name: str, steps: int = 20, warmup: int | None = None, seed: int = 0) -> dict:
     """Time ``steps`` steady-state steps of optimizer ``name`` on ``problem``'s oracle (defaults)."""
     from optimizers import OptimizerInfo, get_optimizer
@@ -67,9 +126,14 @@ def bench_optimizer(problem, name: str, steps: int = 20, warmup: int | None = No
         x, state = opt.step(x, state, oracle, rng)
     total = time.perf_counter() - t
     own = total - oracle.seconds
+    arrays = state_arrays(state)
+    one_pass = one_pass_seconds(arrays)
     return {"optimizer": name, "steps": steps, "evals": oracle.evals - evals0,
             "ms_per_step": 1e3 * total / steps, "oracle_ms_per_step": 1e3 * oracle.seconds / steps,
-            "own_ms_per_step": 1e3 * own / steps, "own_over_oracle": own / oracle.seconds}
+            "own_ms_per_step": 1e3 * own / steps, "own_over_oracle": own / oracle.seconds,
+            "state_mb": sum(a.nbytes for a in arrays) / 1e6, "state_pass_ms": 1e3 * one_pass,
+            "pass_over_oracle": one_pass / (oracle.seconds / steps),
+            "own_over_pass": own / steps / one_pass if one_pass > 0 else float("nan")}
 
 
 def bench_optimizers(problem, names, steps: int = 20) -> dict:
@@ -80,8 +144,12 @@ def bench_optimizers(problem, names, steps: int = 20) -> dict:
 def format_optimizers(report: dict) -> str:
     lines = [f"optimizer arithmetic vs oracle time: {report['problem']} ({report['size']:,} voxels), "
              "steady state, same steps",
-             f"  {'optimizer':<22}{'step ms':>10}{'oracle ms':>11}{'own ms':>9}{'own/oracle':>12}"]
+             f"  {'optimizer':<22}{'step ms':>10}{'oracle ms':>11}{'own ms':>9}{'own/oracle':>12}"
+             f"{'state MB':>10}{'1 pass ms':>11}{'pass/oracle':>13}{'own/pass':>10}"]
     for r in report["results"]:
         lines.append(f"  {r['optimizer']:<22}{r['ms_per_step']:10.1f}{r['oracle_ms_per_step']:11.1f}"
-                     f"{r['own_ms_per_step']:9.1f}{r['own_over_oracle']:12.2f}")
+                     f"{r['own_ms_per_step']:9.1f}{r['own_over_oracle']:12.2f}"
+                     f"{r['state_mb']:10.1f}{r['state_pass_ms']:11.2f}{r['pass_over_oracle']:13.2f}"
+                     f"{r['own_over_pass']:10.1f}")
+    lines.append("  pass = one read of the state's arrays at this run's GEMV bandwidth (module docstring)")
     return "\n".join(lines)

@@ -5,7 +5,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from bench.experiments.optimizer_speed import TimedOracle, bench_optimizer, default_warmup
+from bench.experiments.optimizer_speed import (TimedOracle, bench_optimizer, default_warmup, one_pass_seconds,
+                                               state_arrays)
 
 
 def test_own_time_is_step_time_minus_oracle_time(tiny, tmp_path):
@@ -35,6 +36,22 @@ def test_own_time_is_step_time_minus_oracle_time(tiny, tmp_path):
     assert 30 <= r["own_ms_per_step"] < 30 + r["oracle_ms_per_step"] + 50
     assert r["oracle_ms_per_step"] > 0
     assert r["ms_per_step"] == pytest.approx(r["own_ms_per_step"] + r["oracle_ms_per_step"])
+
+
+def test_state_floor_counts_olbfgs_history_once(tiny):
+    from optimizers import OptimizerInfo, get_optimizer
+    opt = get_optimizer("olbfgs")
+    x = tiny.initial_density(0)
+    rng, oracle = np.random.default_rng(0), tiny.oracle()
+    state = opt.init(x.copy(), OptimizerInfo(tiny.n_train, tiny.shape, None, 1.0), rng)
+    for _ in range(2):
+        x, state = opt.step(x, state, oracle, rng)
+    arrays = state_arrays(state)
+    history = 2 * (opt.memory + 1) * x.size * 4        # float32 (s, y) pairs, the state's bulk
+    total = sum(a.nbytes for a in arrays)
+    assert history <= total < 1.2 * history            # found, and views not counted twice
+    assert len({id(a) for a in arrays}) == len(arrays)
+    assert one_pass_seconds(arrays) > 0 and one_pass_seconds([]) == 0.0
 
 
 def test_timed_oracle_forwards_and_counts(tiny):
