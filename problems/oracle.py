@@ -66,7 +66,7 @@ class CountingOracle:
         self._position = 0
         self._order = self._epoch_order(0)
         self.n_train = int(images.shape[0])
-        self.shape = (likelihood.n,) * 3
+        self.shape = tuple(getattr(likelihood, "shape", (likelihood.n,) * 3))
         self.dtype = likelihood.dtype
 
     # ------------------------------------------------------------ accounting

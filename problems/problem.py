@@ -100,7 +100,7 @@ class Problem:
             "box_size": self.box_size, "pixel_size_angstrom": data.pixel_size,
             "r_max": self.band.r_max, "band_coefficients_half_plane": self.band.size,
             "resolution_angstrom": resolution_angstrom(self.band.r_max, self.box_size, data.pixel_size),
-            **model.metadata(), **prior.describe(), "interpolation": INTERPOLATION,
+            **model.metadata(), **prior.describe(), "interpolation": getattr(model, "interpolation", INTERPOLATION),
             "n_train": int(self._train[0].shape[0]), "n_test": int(self._test[0].shape[0]),
             **({"n_score": int(score_mask.sum())} if score_mask.any() else {}),
             "batch_order_seed": self._order_seed,
@@ -118,8 +118,9 @@ class Problem:
         return int(self._train[0].shape[0])
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.box_size,) * 3
+    def shape(self) -> tuple[int, ...]:
+        """The variable's shape: the real volume ``(N, N, N)``, or the part's own (the Fourier volume's flat real view)."""
+        return tuple(getattr(self.model, "shape", (self.box_size,) * 3))
 
     def use_device(self, device: str) -> "Problem":
         """Evaluate on ``device`` from now on (``"cpu"``, ``"numpy"`` or ``"cuda"``); returns ``self``.
@@ -205,6 +206,8 @@ class Problem:
         carry, without looking at the ground truth.
         """
         x0 = random_spheres(self.box_size, np.random.default_rng([seed, 0x5EED]))
+        if hasattr(self.model, "from_density"):          # the variable is not the real-space volume
+            x0 = self.model.from_density(x0)
         images, ctf, *poses = (a[:2000] for a in self._train)
         c = self.band.multiplicity
         excess = np.sum(c * (np.abs(images) ** 2 - self.sigma**2))

@@ -1,0 +1,146 @@
+"""numba kernels of the free Fourier volume's slices: gather, adjoint scatter, Hessian diagonal.
+
+The operator (Toader, Brubaker & Lederman's model, :mod:`problems.model.fourier_volume`):
+image ``i``'s sample ``t`` is the value of the complex volume ``v`` (``n^3``,
+centred index ``q + n//2``, flat ``v[(z n + y) n + x]``) at
+
+.. math:: p_{it} = A_i^T [k_t, 0] + n/2 ,
+
+by trilinear interpolation (``nn = False``: 8 corners, weights
+``prod_a (1 - |p_a - c_a|)``) or by its nearest grid point (``nn = True``:
+one corner, weight 1).  ``S_i`` is real (the weights), so ``S_i^H = S_i^T``
+and the scatter uses the same weights.
+
+One sweep over a batch computes, per sample, the slice value ``s``
+(gather) and, depending on ``mode``, a value to scatter back:
+
+* ``0``: ``NLL_i = 1/(2 sigma^2) sum_t |c s - y|^2`` only (no scatter);
+* ``1``: the NLL and ``g = w c (c s - y)`` scattered (``w = 1/(sigma^2 B)``):
+  the gradient of the batch mean;
+* ``2``: ``g = w c^2 s`` scattered: the Hessian times the gathered vector;
+* ``3``: ``w c^2 W_corner^2`` scattered at each corner: the exact diagonal of
+  the batch Hessian (no gather).
+
+Gather and scatter of a sample share the corner indices and weights, so a
+gradient costs one pass over the samples, not two.
+
+**Races.**  Images are split into one contiguous chunk per thread, each
+scattering into its own accumulator volume (``partial[ch]``), summed at the
+end: no atomics, no sort.  At 128 px the accumulators are 2 x 16.8 MB
+(complex64); zeroing and summing them is a few percent of a batch of 1000.
+
+Coordinates: ``|q| <= r_max <= n/2 - 1`` keeps ``p`` in ``[1, n - 1]`` up
+to rounding, so the lower trilinear corner is ``min(floor p, n - 2)``
+(truncation is the floor for positive ``p``) and every corner lies on the grid.
+"""
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+
+if "NUMBA_THREADING_LAYER" not in os.environ:        # as in projector.py: workqueue does not spin
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def sweep(vol, n, rot, kxy, order, data, ctf, weight, mode, nn, partial, nll):
+    """One pass over a batch (module docstring); ``partial`` (chunks, n^3) complex, ``nll`` (B,) float64.
+
+    Samples are visited in ``order`` (raster order of the disc: consecutive
+    samples are neighbours on the slice, so their corners share cache lines;
+    at 128 px this took the gather from 0.28 s to 0.18 s per 1000 images
+    against the data's radial order).
+    """
+    n_img, n_t = rot.shape[0], kxy.shape[0]
+    n_chunk = partial.shape[0]
+    real = rot.dtype.type
+    one, half, c0 = real(1.0), real(0.5), real(n // 2)
+    w = real(weight)
+    nn_ = n * n
+    for ch in numba.prange(n_chunk):
+        acc = partial[ch]
+        for i in range(ch * n_img // n_chunk, (ch + 1) * n_img // n_chunk):
+            a00, a01, a02 = rot[i, 0, 0], rot[i, 0, 1], rot[i, 0, 2]
+            a10, a11, a12 = rot[i, 1, 0], rot[i, 1, 1], rot[i, 1, 2]
+            loss = 0.0
+            for j in range(n_t):
+                t = order[j]
+                kx, ky = kxy[t, 0], kxy[t, 1]
+                px = kx * a00 + ky * a10 + c0
+                py = kx * a01 + ky * a11 + c0
+                pz = kx * a02 + ky * a12 + c0
+                c = ctf[i, t]
+                if nn:
+                    idx = (np.int32(pz + half) * n + np.int32(py + half)) * n + np.int32(px + half)
+                    if mode == 3:
+                        acc[idx] += w * c * c
+                        continue
+                    s = vol[idx]
+                    if mode == 2:
+                        acc[idx] += (w * c * c) * s
+                        continue
+                    r = c * s - data[i, t]
+                    loss += r.real * r.real + r.imag * r.imag
+                    if mode == 1:
+                        acc[idx] += (w * c) * r
+                    continue
+                ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
+                ix = min(ix, n - 2)
+                iy = min(iy, n - 2)
+                iz = min(iz, n - 2)
+                fx, fy, fz = px - real(ix), py - real(iy), pz - real(iz)
+                gx, gy, gz = one - fx, one - fy, one - fz
+                b = (iz * n + iy) * n + ix
+                w00, w01, w10, w11 = gz * gy, gz * fy, fz * gy, fz * fy
+                if mode == 3:
+                    h = w * c * c
+                    gx2, fx2 = gx * gx, fx * fx
+                    h00, h01, h10, h11 = h * w00 * w00, h * w01 * w01, h * w10 * w10, h * w11 * w11
+                    acc[b] += h00 * gx2
+                    acc[b + 1] += h00 * fx2
+                    acc[b + n] += h01 * gx2
+                    acc[b + n + 1] += h01 * fx2
+                    acc[b + nn_] += h10 * gx2
+                    acc[b + nn_ + 1] += h10 * fx2
+                    acc[b + nn_ + n] += h11 * gx2
+                    acc[b + nn_ + n + 1] += h11 * fx2
+                    continue
+                s = (w00 * (gx * vol[b] + fx * vol[b + 1])
+                     + w01 * (gx * vol[b + n] + fx * vol[b + n + 1])
+                     + w10 * (gx * vol[b + nn_] + fx * vol[b + nn_ + 1])
+                     + w11 * (gx * vol[b + nn_ + n] + fx * vol[b + nn_ + n + 1]))
+                if mode == 2:
+                    g = (w * c * c) * s
+                else:
+                    r = c * s - data[i, t]
+                    loss += r.real * r.real + r.imag * r.imag
+                    if mode == 0:
+                        continue
+                    g = (w * c) * r
+                g00, g01, g10, g11 = w00 * g, w01 * g, w10 * g, w11 * g
+                acc[b] += gx * g00
+                acc[b + 1] += fx * g00
+                acc[b + n] += gx * g01
+                acc[b + n + 1] += fx * g01
+                acc[b + nn_] += gx * g10
+                acc[b + nn_ + 1] += fx * g10
+                acc[b + nn_ + n] += gx * g11
+                acc[b + nn_ + n + 1] += fx * g11
+            nll[i] = loss
+
+
+@numba.njit(parallel=True, cache=True)
+def demodulate(images, kxy, shifts, n, out):
+    """``out[i, t] = images[i, t] exp(+2 pi i k_t . s_i / n)``: the shift phase moved onto the data.
+
+    ``|y - c e^{-i phi} S v| = |e^{+i phi} y - c S v|`` (``|e^{i phi}| = 1``), so a
+    batch with shifts is the batch without them on demodulated images.
+    """
+    two_pi = 2.0 * np.pi / n
+    for i in numba.prange(images.shape[0]):
+        sx, sy = shifts[i, 0], shifts[i, 1]
+        for t in range(kxy.shape[0]):
+            phi = two_pi * (kxy[t, 0] * sx + kxy[t, 1] * sy)
+            out[i, t] = images[i, t] * complex(np.cos(phi), np.sin(phi))
