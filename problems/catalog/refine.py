@@ -75,6 +75,7 @@ from ..model.known_pose import GaussianPrior, KnownPoseLikelihood
 from ..model.likelihoods import KnownPosePart
 from ..model.poses import euler_to_matrix
 from ..problem import Problem
+from .refine_paper import PAPER_SPEC, PaperRefineSpec, load_refine_paper
 from .specs import SpecGeometry
 
 REFINE_VERSION = 2                    # 2: the synthetic phantom became a Gaussian mixture (issue 14)
@@ -122,15 +123,16 @@ class RefineSpec(SpecGeometry):
             raise ValueError(f"{self.name}: need at least one training and one test image")
 
 
-REFINE_SCALES: dict[str, RefineSpec] = {
+REFINE_SCALES: dict[str, RefineSpec | PaperRefineSpec] = {
     # r_max = 6 < N/2 - 1 = 7; band-limited volumes have 905 real coordinates (dense matrices are cheap)
     "tiny": RefineSpec("refine-known-poses", "tiny", box_size=16, r_max_fraction=0.75,
                        n_train=300, n_test=20),
     # r_max = 14 < 15; 11,487 real coordinates at the top band
     "small": RefineSpec("refine-known-poses", "small", box_size=32, r_max_fraction=0.875,
                         n_train=2000, n_test=100),
-    "paper": RefineSpec("refine-known-poses", "paper", box_size=64, r_max_fraction=0.9,
-                        n_train=10000, n_test=100),
+    # 128 px, the full disc to r = 63, exact slices of 6ZU5's atoms, Toader et al.'s Fourier-volume model
+    # (problems/catalog/refine_paper.py; version 2 of this problem had a 64 px "paper" scale here)
+    "paper": PAPER_SPEC,
 }
 
 
@@ -181,7 +183,11 @@ def load_refine(scale: str = "small", seed: int = 0, progress: bool = False, pat
     (:class:`problems.model.likelihoods.KnownPosePart`) and the Gaussian prior.
     ``path=``: a RELION STAR or cryoSPARC ``.cs`` file with poses instead of
     the simulation (:func:`load_refine_particles`; ``overrides`` are its keywords).
+    ``scale="paper"``: :func:`problems.catalog.refine_paper.load_refine_paper` (128 px, exact
+    6ZU5 atom slices, the free complex Fourier volume), with or without ``path``.
     """
+    if scale == "paper":                 # its own data set and model (problems/catalog/refine_paper.py)
+        return load_refine_paper(seed=seed, progress=progress, path=path, **overrides)
     if path is not None:
         return load_refine_particles(path, scale=scale, seed=seed, progress=progress, **overrides)
     spec = refine_spec(scale, **overrides)

@@ -213,6 +213,8 @@ def preprocess_stack(stack: ParticleStack, band: Band, box: int | None = None,
             bar.update(len(cropped))
     factor = n_src / box
     ctf = rescale_ctf(stack.ctf.subset(slice(0, n)), factor)
-    ctf_values = evaluate_ctf(ctf, band.k / box).astype(np.float32)
+    ctf_values = np.empty((n, band.size), dtype=np.float32)
+    for start in range(0, n, chunk):     # in chunks: float64 temporaries of (n, D) were ~6x the result
+        ctf_values[start:start + chunk] = evaluate_ctf(ctf.subset(slice(start, start + chunk)), band.k / box)
     data = BandData(coeffs, ctf_values, stack.pixel_size * factor, box)
     return Preprocessed(data, float(sigma if normalise else np.nan), n_src, stack.pixel_size)
