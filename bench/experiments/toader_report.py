@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import toader_fourier
 from .toader_kappa import kappa_lower_bound, nn_diagonal, problem_kappa, uniform_kappa
 from .toader_runs import toader_runs
-from .toader_speed import epoch_speed
+from .toader_speed import epoch_speed, fourier_epoch_speed
 
 # uniform-pose study per scale: box sizes, images per draw, draws (theirs: the "paper" row)
 UNIFORM = {"tiny": ((16, 32), 500, 2), "small": ((16, 32, 64, 128), 2000, 3),
@@ -49,19 +50,21 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
     t0 = time.perf_counter()
     problem = load_problem("refine-known-poses", scale=scale, seed=seed)
     times["problem"] = time.perf_counter() - t0
+    fourier = hasattr(problem.model, "from_density")       # paper scale: their free Fourier volume
     t0 = time.perf_counter()
-    kappa_a, diags = problem_kappa(problem)
+    kappa_a, diags = toader_fourier.fourier_kappa(problem, progress=progress) if fourier else problem_kappa(problem)
     times["kappa_problem_poses"] = time.perf_counter() - t0
     sizes, n_uniform, draws = UNIFORM[scale]
     t0 = time.perf_counter()
     kappa_b = uniform_kappa(sizes, n_uniform, draws, seed=seed, progress=progress)
     times["kappa_uniform_poses"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    runs = toader_runs(problem, EPOCHS, progress=progress, lanczos_tol=LANCZOS_TOL[scale])
+    runs = (toader_fourier.fourier_runs(problem, EPOCHS, progress=progress) if fourier
+            else toader_runs(problem, EPOCHS, progress=progress, lanczos_tol=LANCZOS_TOL[scale]))
     times["reference"] = runs["reference_seconds"]
     times["runs"] = time.perf_counter() - t0 - runs["reference_seconds"]
     t0 = time.perf_counter()
-    speed = epoch_speed(SPEED_BOX)
+    speed = fourier_epoch_speed(SPEED_BOX, against_old=True) if fourier else epoch_speed(SPEED_BOX)
     times["speed_128px" if SPEED_BOX == 128 else f"speed_{SPEED_BOX}px"] = time.perf_counter() - t0
     if progress:
         print(f"  known-pose epoch at {SPEED_BOX} px: {speed['epoch_seconds']:.0f} s projected "
@@ -73,6 +76,8 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
               **{k: v for k, v in runs.items() if k not in ("exact_diagonal", "basis_radius")}}
     paths = [folder / "toader.json"]
     paths[0].write_text(json.dumps(record, indent=1, default=float))
+    if fourier:
+        diags["few"] = toader_fourier.nn_diagonal_first(problem)
     paths += _figures(folder, problem, kappa_a, kappa_b, runs, diags)
     paths.append(folder / "README.md")
     paths[-1].write_text(markdown(record, scale))
@@ -90,6 +95,7 @@ def _first_epoch_below(rows: list, level: float) -> int | None:
 def markdown(rec: dict, scale: str) -> str:
     p, t, ref = rec["problem"], rec["seconds"], rec["reference"]
     ka, kb = rec["kappa_problem_poses"], rec["kappa_uniform_poses"]
+    fp = toader_fourier.markdown_parts(rec) if "seconds" in ref else None     # paper scale (Fourier volume)
     names = list(rec["runs"])
     epochs = len(rec["runs"]["sgd"]["rows"]) - 1
     shown = (1, max(1, epochs // 2), epochs)                   # theirs: 1, 5, 10
@@ -120,19 +126,12 @@ def markdown(rec: dict, scale: str) -> str:
         + _weak_shells(p["spectral_snr_per_shell"]), "",
         "## Time per phase (seconds, this machine, shared)", "",
         "| " + " | ".join(t) + " |", "|" + "---|" * len(t), "| " + " | ".join(f"{v:.1f}" for v in t.values()) + " |", "",
-        f"Dominant phase: **{dominant}** ({t[dominant]:.0f} s of {sum(t.values()):.0f} s). Reference: exact "
-        f"diag(H) {ref['diagonal_seconds']:.0f} s, PCG {ref['cg_seconds']:.0f} s, Lanczos {ref['lanczos_seconds']:.0f} s.", "",
+        f"Dominant phase: **{dominant}** ({t[dominant]:.0f} s of {sum(t.values()):.0f} s). " + (fp["phases"] if fp else
+        f"Reference: exact diag(H) {ref['diagonal_seconds']:.0f} s, PCG {ref['cg_seconds']:.0f} s, Lanczos "
+        f"{ref['lanczos_seconds']:.0f} s."), "",
         f"## Speed: one SGD epoch at {rec['speed']['box']} px (30,000 images, batch 1000, band r = "
         f"{rec['speed']['r_max']:g})", "",
-        f"{rec['speed']['seconds_per_step']:.2f} s per value-and-gradient of 1000 images (float32, matrix-free, "
-        f"random data): a projected epoch of **{rec['speed']['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
-        f"sgemm {rec['speed']['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
-        f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way; by three dense products "
-        f"{rec['speed']['dense_dft_round_trip_seconds']:.2f} s in the same run, "
-        f"{rec['speed']['dense_dft_round_trip_seconds'] / rec['speed']['partial_dft_round_trip_seconds']:.1f}x); peak memory "
-        f"{rec['speed']['peak_rss_gib']:.1f} GiB. One step's phases: "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in rec["speed"]["step_phases"].items())
-        + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.", "",
+        fp["speed"] + "." if fp else _speed_small(rec["speed"]), "",
         "## 1. Condition number against radius (nearest-neighbour slices, H diagonal, exact by counting)", "",
         f"(a) The problem's {ka['n_images']} training poses, lambda = 1e-8 (kappa.png, left):", "",
         "| r | " + " | ".join(str(r) for r in ka["radius"]) + " |", "|---|" + "---|" * len(ka["radius"]),
@@ -146,15 +145,15 @@ def markdown(rec: dict, scale: str) -> str:
         "that radius (their whole-cube kappa without CTF is 1/lambda too).", "",
         "Bound at N = 1e4 (theirs: 9.5, 20.0, 41.5, 84.1, 126.7, 201.4): "
         + ", ".join(f"R={r}: {kappa_lower_bound(r, 1e4):.1f}" for r in (7, 15, 31, 63, 95, 151)) + ".", "",
-        f"Trilinear slices on the 2x oversampled grid (our oracle), top band, Lanczos (eigsh, tol "
+        fp["trilinear"] if fp else (f"Trilinear slices on the 2x oversampled grid (our oracle), top band, Lanczos (eigsh, tol "
         f"{ref['lanczos_tol']:g}, {ref['lanczos_matvecs']} products): lambda_max {ref['lambda_max']:.4g} "
         f"(Ritz residual {ref['ritz_residual_max']:.1e}), lambda_min {ref['lambda_min']:.4g} (residual "
         f"{ref['ritz_residual_min']:.1e}), kappa {ref['kappa_trilinear']:.4g}; the exact diagonal preconditioner "
-        "is what the reference's CG uses.", "",
+        "is what the reference's CG uses."), "",
         f"## 2. Their four runs ({epochs} epochs, batch K/30, their constants)", "",
-        f"Reference: diagonally preconditioned CG, {ref['cg_iterations']} iterations, relative residual "
+        (fp["reference"] + f" Batch {rec['batch']}, threshold alpha = {rec['alpha']:.3g} x max|D|.") if fp else (f"Reference: diagonally preconditioned CG, {ref['cg_iterations']} iterations, relative residual "
         f"{ref['relative_residual']:.2e}; certified gap f(a*) - f_min <= {ref['gap_bound']:.2e}. Batch {rec['batch']}, "
-        f"threshold alpha = {rec['alpha']:.3g} x max|D|.", "",
+        f"threshold alpha = {rec['alpha']:.3g} x max|D|."), "",
         f"| method | f - f* epoch {shown[0]} | epoch {shown[1]} | epoch {shown[2]} | s / epoch |", "|---|---|---|---|---|",
         *[f"| {LABELS[n]} | {sub[n][0]:.4g} | {sub[n][1]:.4g} | {sub[n][2]:.4g} | {spe[n]:.2f} |" for n in names],
         "", f"FSC against the reference at epoch {epochs}, shell {hi} (0.9 r_max): "
@@ -184,13 +183,26 @@ def markdown(rec: dict, scale: str) -> str:
         "Their gaps (units of 1e6, their loss scale): "
         + "; ".join(f"{LABELS[n]} {a} / {b} / {c}" for n, (a, b, c) in THEIRS.items())
         + ". Absolute values are not comparable (their loss sums 30,000 images of 192 px, ours is a mean).", "",
-        "Differences of setting, and why: our images are simulated with the objective's own trilinear model "
+        fp["setting"] if fp else ("Differences of setting, and why: our images are simulated with the objective's own trilinear model "
         "(the paper-scale mixture simulation is not built yet), so the optimum's residual is pure noise; the precomputed "
         "diagonal is exact (analytic), theirs was Hutchinson over 1000 epochs; the variable is the real volume's band "
         "coordinates (Hermitian by construction), theirs the complex DFT in a ball; epochs are iterations over "
-        "the data (cost in oracle units is in toader.json).", "",
+        "the data (cost in oracle units is in toader.json)."), "",
         "Figures: kappa.png, loss.png, fsc.png, fsc_heatmap.png, diag_h.png.", ""]
     return "\n".join(lines)
+
+
+def _speed_small(speed: dict) -> str:
+    rec = {"speed": speed}
+    return (f"{rec['speed']['seconds_per_step']:.2f} s per value-and-gradient of 1000 images (float32, matrix-free, "
+        f"random data): a projected epoch of **{rec['speed']['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
+        f"sgemm {rec['speed']['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
+        f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way; by three dense products "
+        f"{rec['speed']['dense_dft_round_trip_seconds']:.2f} s in the same run, "
+        f"{rec['speed']['dense_dft_round_trip_seconds'] / rec['speed']['partial_dft_round_trip_seconds']:.1f}x); peak memory "
+        f"{rec['speed']['peak_rss_gib']:.1f} GiB. One step's phases: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in rec["speed"]["step_phases"].items())
+        + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.")
 
 
 def _weak_shells(snr: list) -> str:
@@ -253,7 +265,7 @@ def _figures(folder: Path, problem, ka, kb, runs, diags) -> list[Path]:
     paths.append(_save(fig, folder / "fsc_heatmap.png"))
     _, ctf, rot = problem.split_arrays("train")
     k, nx = problem.band.k.astype(np.float64), diags["ctf"].shape[0]
-    few = nn_diagonal(rot[:5], k, ctf[:5], nx)
+    few = diags["few"] if "few" in diags else nn_diagonal(rot[:5], k, ctf[:5], nx)
     fig, ax = plt.subplots(1, 3, figsize=(12, 4))
     for a, d, title in ((ax[0], few, "5 images, CTF"), (ax[1], diags["ctf"], "all images, CTF"),
                         (ax[2], diags["no_ctf"], "all images, no CTF")):

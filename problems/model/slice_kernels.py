@@ -144,3 +144,66 @@ def demodulate(images, kxy, shifts, n, out):
         for t in range(kxy.shape[0]):
             phi = two_pi * (kxy[t, 0] * sx + kxy[t, 1] * sy)
             out[i, t] = images[i, t] * complex(np.cos(phi), np.sin(phi))
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def assemble(n, rot, kxy, ctf, use_ctf, weight, nn, partial):
+    """Add the batch Hessian ``w sum_i S_i^T diag(C_i^2) S_i`` into ``partial`` (chunks, n^3, 27).
+
+    ``partial[ch, j, o]`` is the entry between voxel ``j`` and its neighbour
+    at offset ``o = (dz + 1) 9 + (dy + 1) 3 + (dx + 1)``; a sample with
+    trilinear corner weights ``W_a`` adds ``w C^2 W_a W_b`` to every pair of
+    its 8 corners (nearest neighbour: ``w C^2`` to the centre entry).
+    ``use_ctf = False``: ``C = 1``.
+    """
+    n_img, n_t = rot.shape[0], kxy.shape[0]
+    n_chunk = partial.shape[0]
+    real = rot.dtype.type
+    one, half, c0 = real(1.0), real(0.5), real(n // 2)
+    w = real(weight)
+    nn_ = n * n
+    for ch in numba.prange(n_chunk):
+        acc = partial[ch]
+        wt = np.empty(8, dtype=rot.dtype)
+        for i in range(ch * n_img // n_chunk, (ch + 1) * n_img // n_chunk):
+            a00, a01, a02 = rot[i, 0, 0], rot[i, 0, 1], rot[i, 0, 2]
+            a10, a11, a12 = rot[i, 1, 0], rot[i, 1, 1], rot[i, 1, 2]
+            for t in range(n_t):
+                kx, ky = kxy[t, 0], kxy[t, 1]
+                px = kx * a00 + ky * a10 + c0
+                py = kx * a01 + ky * a11 + c0
+                pz = kx * a02 + ky * a12 + c0
+                h = w * ctf[i, t] * ctf[i, t] if use_ctf else w
+                if nn:
+                    acc[(np.int32(pz + half) * n + np.int32(py + half)) * n + np.int32(px + half), 13] += h
+                    continue
+                ix = min(np.int32(px), n - 2)
+                iy = min(np.int32(py), n - 2)
+                iz = min(np.int32(pz), n - 2)
+                fx, fy, fz = px - real(ix), py - real(iy), pz - real(iz)
+                b = (iz * n + iy) * n + ix
+                for a in range(8):
+                    wt[a] = (((fx if a & 1 else one - fx) * (fy if a & 2 else one - fy))
+                             * (fz if a & 4 else one - fz))
+                for a in range(8):
+                    ax, ay, az = a & 1, (a >> 1) & 1, a >> 2
+                    row = b + az * nn_ + ay * n + ax
+                    ha = h * wt[a]
+                    for c in range(8):
+                        o = ((c >> 2) - az + 1) * 9 + (((c >> 1) & 1) - ay + 1) * 3 + ((c & 1) - ax + 1)
+                        acc[row, o] += ha * wt[c]
+
+
+@numba.njit(parallel=True, cache=True)
+def stencil_matvec(h, u, n, out):
+    """``out = H u`` for the 27-point ``h`` (n^3, 27) of :func:`assemble` (a zero entry skips its neighbour,
+    so an offset that leaves the grid is never read)."""
+    nn_ = n * n
+    for z in numba.prange(n):
+        for j in range(z * nn_, (z + 1) * nn_):
+            s = u[j] * 0
+            for o in range(27):
+                hv = h[j, o]
+                if hv != 0:
+                    s += hv * u[j + ((o // 9 - 1) * n + (o // 3) % 3 - 1) * n + o % 3 - 1]
+            out[j] = s

@@ -112,3 +112,24 @@ def test_central_slice_of_a_density_is_the_unitary_dft_of_its_projection():
 def test_radius_beyond_the_grid_is_refused():
     with pytest.raises(ValueError, match="r_max"):
         FourierVolumeLikelihood(N, N / 2 - 0.5, 1.0)
+
+
+@pytest.mark.parametrize("interp", ["tri", "nn"])
+def test_assembled_hessian_is_the_hvp_and_its_ball_spectrum(interp):
+    from problems.model.fourier_hessian import assemble_hessian, extreme_eigenvalues
+    n = 10
+    lik = FourierVolumeLikelihood(n, n / 2 - 1, SIGMA, interp, np.float64)
+    rot, y, c = batch(lik, 30, 11)
+    hess = assemble_hessian(lik, c, rot, lam=1e-3, chunk=7)           # several chunks: the sum over them
+    u = np.random.default_rng(12).standard_normal(n**3) + 1j * np.random.default_rng(13).standard_normal(n**3)
+    want = lik.hvp(None, lik.real_view(u), lik.prepare(y, c, rot)).view(complex) + 1e-3 * u
+    np.testing.assert_allclose(hess.matvec(u), want, atol=1e-12 * np.abs(want).max())
+    dense = np.stack([hess.matvec(e) for e in np.eye(n**3)], axis=1)
+    inside = np.flatnonzero(hess.radius() <= 3.5)
+    exact = np.linalg.eigvalsh(dense[np.ix_(inside, inside)])
+    op, diag = hess.ball_operator(3.5)
+    np.testing.assert_allclose(op.matvec(np.eye(inside.size)[:, 5]), dense[np.ix_(inside, inside)][:, 5], atol=1e-14)
+    spec = extreme_eigenvalues(op, diag, tol=1e-9, maxiter=500)
+    assert spec["lambda_max"] == pytest.approx(exact[-1], rel=1e-6)
+    assert spec["lambda_min"] == pytest.approx(exact[0], rel=1e-6)
+    assert spec["residual_min"] < 1e-6
