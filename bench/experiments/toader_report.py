@@ -123,7 +123,7 @@ def markdown(rec: dict, scale: str) -> str:
         "30,000 EMPIAR-10076 images. Numbers below: ours; theirs from the summary in `../shared/papers/`.", "",
         "Spectral SNR per shell round(|k|) (mean clean power with CTF over the noise variance per coefficient): "
         + ", ".join(f"{i}: {v:.3g}" for i, v in enumerate(p["spectral_snr_per_shell"])) + ". "
-        + _weak_shells(p["spectral_snr_per_shell"]), "",
+        + _weak_shells(p["spectral_snr_per_shell"], paper=fp is not None), "",
         "## Time per phase (seconds, this machine, shared)", "",
         "| " + " | ".join(t) + " |", "|" + "---|" * len(t), "| " + " | ".join(f"{v:.1f}" for v in t.values()) + " |", "",
         f"Dominant phase: **{dominant}** ({t[dominant]:.0f} s of {sum(t.values()):.0f} s). " + (fp["phases"] if fp else
@@ -205,10 +205,13 @@ def _speed_small(speed: dict) -> str:
         + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.")
 
 
-def _weak_shells(snr: list) -> str:
+def _weak_shells(snr: list, paper: bool = False) -> str:
     weak = [i for i, v in enumerate(snr) if i > 0 and v < 0.01]
     if not weak:
         return "Every shell carries signal (SNR >= 0.01)."
+    if paper:
+        return (f"From shell {weak[0]} on the SNR is below 0.01 (the atoms' B-factors and the CTF envelopes): there the "
+                "optimum is mostly fitted noise, as in real data near Nyquist.")
     return (f"From shell {weak[0]} on the SNR is below 0.01: the grid phantom carries little signal near the band "
             "edge, so there the optimum is mostly fitted noise (the issue's atoms-with-B-factors molecule is not built).")
 
