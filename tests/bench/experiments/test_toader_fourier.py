@@ -64,3 +64,6 @@ def test_reproduce_toader_paper_path_writes_the_report(tmp_path, monkeypatch):
     text = (tmp_path / "toader" / "README.md").read_text()
     assert "27-point" in text and "free complex Fourier volume" in text and "point by point" in text
     assert rec["speed"]["model"].startswith("free Fourier volume")
+    data = rec["problem"]["data"]        # the data set's facts: mismatch above the noise floor, below zero's
+    assert data["noise_only"] < data["f_truth"] < data["f_zero"] and data["atoms"]["atoms"] == 165_175
+    assert "exact slices of all 165,175 atoms" in text and "model mismatch" in text.lower()
