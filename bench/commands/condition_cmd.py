@@ -18,7 +18,8 @@ def _floats(text: str) -> list[float]:
 
 def add_args(p) -> None:
     p.add_argument("--problem", default="refine-known-poses", choices=["refine-known-poses"])
-    p.add_argument("--scale", default="small", choices=["tiny", "small", "paper"])
+    # the paper scale is a different variable (the free Fourier volume): its study is `reproduce toader --scale paper`
+    p.add_argument("--scale", default="small", choices=["tiny", "small"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bands", type=_floats, default=[0.25, 0.5, 0.75, 0.875],
                    help="band limits as fractions of Nyquist (each < 1 - 2/N)")
