@@ -121,7 +121,8 @@ def markdown(rec: dict, scale: str) -> str:
         f"# Toader, Brubaker & Lederman at our scale: {p['problem']}-{p['scale']}", "",
         f"`cryoopt reproduce toader --scale {scale}` (bench/experiments/toader_report.py). "
         f"Box {p['box_size']} px, band r_max = {p['r_max']:g} px ({p['resolution_angstrom']:.3g} Å), "
-        f"{p['band_coefficients_half_plane']} half-plane coefficients, {p['n_train']} training / {p['n_test']} test "
+        f"{p['band_coefficients_half_plane']} {'full-disc (k and -k both data)' if fp else 'half-plane'} coefficients, "
+        f"{p['n_train']} training / {p['n_test']} test "
         f"images, image SNR {p['snr']}; problem hash `{p['content_hash'][:12]}`. Theirs: 192 px, r = 95, "
         "30,000 EMPIAR-10076 images. Numbers below: ours; theirs from the summary in `../shared/papers/`.", "",
         "Spectral SNR per shell round(|k|) (mean clean power with CTF over the noise variance per coefficient): "
