@@ -11,8 +11,10 @@ numbers), and the figures ``kappa.png``, ``loss.png``, ``fsc.png``,
 report; which phase dominates is stated there.
 
 Scales: ``--scale`` picks the refine problem (``refine-known-poses``: tiny
-16 px, small 32 px, paper 64 px) and the size of the uniform-pose study
-(:data:`UNIFORM`).
+16 px, small 32 px on the real volume's band; paper 128 px, their free
+Fourier volume on exact slices of 6ZU5's atoms, whose study is
+:mod:`bench.experiments.toader_fourier`) and the size of the uniform-pose
+study (:data:`UNIFORM`).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ UNIFORM = {"tiny": ((16, 32), 500, 2), "small": ((16, 32, 64, 128), 2000, 3),
            "paper": ((16, 32, 64, 128, 192, 304), 10_000, 10)}
 EPOCHS = 10
 # Lanczos tolerance per scale: the certified gap bound uses lambda_min minus its Ritz residual, so a looser
-# tolerance stays honest; at paper scale each product is a full pass over 10,000 images (~6 s, load 10)
+# tolerance stays honest (the paper scale's Fourier-volume study uses its own eigensolver, toader_fourier)
 LANCZOS_TOL = {"tiny": 1e-6, "small": 1e-6, "paper": 1e-3}
 SPEED_BOX = 128            # the epoch-time target's box (issue 23: 192 px, or 128 px if 192 does not fit)
 # Their numbers (reference repo logs; ../shared/papers/toader-brubaker-lederman-summary.md), units of 1e6
