@@ -11,10 +11,14 @@ Two forward models:
   deviation ``sigma`` per pixel.  Nothing here uses the objective's
   interpolation, so the objective's model error is real and measured
   (:func:`problems.catalog.truth.truth_diagnostics`).  float32/complex64
-  throughout; chunks of :data:`CHUNK` images run on a small thread pool
-  (numpy, BLAS and pocketfft release the GIL), each chunk's noise from its
-  own generator spawned from the noise stream, so the bytes do not depend
-  on the number of threads.
+  throughout; chunks of :data:`CHUNK` images run on a thread pool, one
+  worker per available core (numpy, BLAS, numba and pocketfft release the
+  GIL), each chunk's noise from its own generator spawned from the noise
+  stream, and BLAS single-threaded inside the pool (``threadpoolctl``), so
+  the bytes depend neither on the number of workers nor on the machine's
+  core count.  (A multi-threaded BLAS splits the products differently per
+  thread count and rounds 4% of the pixels 1 ulp differently; under load
+  its threads, nested in the pool's, also ran the generation 3.5x slower.)
 * :func:`clean_images`: the objective's own model (trilinear interpolation
   of the 2x oversampled spectrum), kept to cross-check conventions against
   RELION's projector (``tests/bench/experiments/test_relion.py``) and for SNR calibration of
@@ -23,6 +27,7 @@ Two forward models:
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 from scipy.spatial.transform import Rotation
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ..model.ctf import CTFParams, evaluate_ctf
@@ -144,11 +150,18 @@ def ctf_half_plane(ctf: CTFParams, n: int) -> np.ndarray:
     return envelope * np.sin(chi) * mask
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def exact_images(mixture: GaussianMixture, rotations: np.ndarray, shifts: np.ndarray, ctf: CTFParams,
-                 n: int, sigma: float, noise_rng: np.random.Generator | None, workers: int = 2
+                 n: int, sigma: float, noise_rng: np.random.Generator | None, workers: int | None = None
                  ) -> Iterator[np.ndarray]:
     """Images of ``mixture`` (clean if ``noise_rng`` is None), yielded in order in chunks of
-    :data:`CHUNK`, float32 (b, N, N) (module docstring)."""
+    :data:`CHUNK`, float32 (b, N, N) (module docstring); ``workers`` defaults to
+    :func:`available_cores`."""
+    workers = available_cores() if workers is None else max(1, int(workers))
     total = rotations.shape[0]
     starts = list(range(0, total, CHUNK))
     rngs = noise_rng.spawn(len(starts)) if noise_rng is not None else None
@@ -163,7 +176,7 @@ def exact_images(mixture: GaussianMixture, rotations: np.ndarray, shifts: np.nda
             img += np.float32(sigma) * rngs[i].standard_normal(img.shape, dtype=np.float32)
         return img
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
         pending: deque = deque()
         for i in range(len(starts)):
             pending.append(pool.submit(work, i))
@@ -183,7 +196,7 @@ def mixture_scale_for_snr(mixture: GaussianMixture, rotations, shifts, ctf: CTFP
 
 def simulate_stack(directory: Path, mixture: GaussianMixture, rotations: np.ndarray, shifts: np.ndarray,
                    phys: dict, spec, noise_rng: np.random.Generator, progress: bool = True,
-                   mrc_mode: int = 2, workers: int = 2) -> GaussianMixture:
+                   mrc_mode: int = 2, workers: int | None = None) -> GaussianMixture:
     """Scale ``mixture`` to ``spec.snr``, simulate its noisy images exactly and write the dataset.
 
     ``phys`` holds the CTF in microscope units (see :func:`random_ctf`);

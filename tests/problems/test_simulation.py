@@ -153,3 +153,39 @@ def test_phantom_is_drawn_from_the_seed():
     assert np.linalg.norm(a - c) > 0.02 * np.linalg.norm(a)
     assert np.linalg.norm(a - plain) > 0.02 * np.linalg.norm(a)
     assert a.min() >= 0 and c.min() >= 0
+
+
+def test_blocked_evaluation_does_not_change_the_spectra(rng):
+    """image_spectra builds its factors a few images at a time and fourier() its terms a block at a
+    time, to bound memory (issue 21): the spectra are the same bytes, the transform the same to
+    rounding (BLAS may pick another kernel for another block's row count)."""
+    n, b = 20, 7
+    mix = _mixture(rng, n_comp=9)
+    rot = Rotation.random(b, random_state=3).as_matrix()
+    shifts = rng.normal(0, 1.0, (b, 2))
+    whole = mix.image_spectra(rot, shifts, n, batch=b)
+    for batch in (1, 3):
+        np.testing.assert_array_equal(mix.image_spectra(rot, shifts, n, batch=batch), whole)
+    q = rng.normal(0, 4.0, (5, 11, 3))
+    np.testing.assert_allclose(mix.fourier(q, n, block=2 * mix.size), mix.fourier(q, n), rtol=1e-12)
+    assert mix.fourier(q, n, block=1).shape == (5, 11)
+
+
+def test_stack_written_in_int16_mode_reads_back_rounded(tmp_path):
+    """write_particles writes the pixels sequentially after mrcfile's header, in the mode's dtype."""
+    import mrcfile
+
+    from problems.data.io import write_particles
+    n = 6
+    imgs = np.random.default_rng(1).standard_normal((n, 8, 8)).astype(np.float32) * 40
+    phys = {"voltage_kv": 300, "cs_mm": 2.7, "amplitude_contrast": 0.1, "defocus_u": np.full(n, 1e4),
+            "defocus_v": np.full(n, 1e4), "defocus_angle": np.zeros(n), "bfactor": np.zeros(n)}
+    write_particles(tmp_path, iter([imgs[:4], imgs[4:]]), n, 8, 2.0, phys, np.zeros((n, 3)), np.zeros((n, 2)),
+                    mrc_mode=1)
+    with mrcfile.open(tmp_path / "particles.mrcs", permissive=False) as mrc:
+        assert mrc.data.dtype == np.int16 and mrc.data.shape == (n, 8, 8)
+        np.testing.assert_array_equal(mrc.data, np.rint(imgs).astype(np.int16))
+        assert float(mrc.header.dmax) == np.rint(imgs).max()
+    with pytest.raises(RuntimeError, match="more than"):
+        write_particles(tmp_path / "x", iter([imgs, imgs]), n, 8, 2.0, phys, np.zeros((n, 3)), np.zeros((n, 2)))
+    assert not list((tmp_path / "x").glob("*.mrcs"))          # nothing half-written is left
