@@ -47,52 +47,57 @@ class PartialDFT:
     only the half ``mx >= 0`` (``K' = m_max + 1`` columns) is transformed and
     the other half is filled by conjugation; the adjoint folds the gradient of
     the filled half back onto the computed one.
+
+    One implementation for every device: ``xp`` is the array module the
+    matrices and work arrays live in (``numpy``, or ``cupy`` for
+    :class:`problems.model.xp_marginal.DeviceLikelihood`); ``forward`` and
+    ``adjoint`` take and return arrays of that module.
     """
 
-    def __init__(self, n: int, m_max: int, real_dtype=np.float32):
-        self.n, self.m_max = int(n), int(m_max)
+    def __init__(self, n: int, m_max: int, real_dtype=np.float32, xp=np):
+        self.n, self.m_max, self.xp = int(n), int(m_max), xp
         self.real_dtype = np.dtype(real_dtype)
         self.complex_dtype = np.result_type(self.real_dtype, np.complex64)
         f = partial_dft_matrix(n, m_max, np.complex128) / n ** (1.0 / 3.0)
-        self.f = f.astype(self.complex_dtype)                      # (K, N)
-        self.f_h = np.ascontiguousarray(self.f.conj().T)           # (N, K)
+        self.f = xp.asarray(f.astype(self.complex_dtype))                              # (K, N)
+        self.f_h = xp.asarray(np.ascontiguousarray(f.conj().T).astype(self.complex_dtype))  # (N, K)
         half = f[m_max:]                                           # mx = 0..m_max
         # Real and imaginary parts interleaved, so the real product's (N^2, 2K')
         # result *is* the complex (N^2, K') array (a view, no copy), and back.
         inter = np.empty((n, 2 * half.shape[0]))
         inter[:, 0::2], inter[:, 1::2] = half.real.T, half.imag.T
-        self._first = np.ascontiguousarray(inter.astype(self.real_dtype))            # (N, 2K')
-        self._first_adj = np.ascontiguousarray(inter.T.astype(self.real_dtype))      # (2K', N)
+        self._first = xp.asarray(np.ascontiguousarray(inter.astype(self.real_dtype)))          # (N, 2K')
+        self._first_adj = xp.asarray(np.ascontiguousarray(inter.T.astype(self.real_dtype)))    # (2K', N)
         # work arrays of the (N^2, 2K') stage, reused: fresh MB-sized arrays cost
         # page faults every call (not thread-safe)
-        self._t1 = np.empty((n * n, 2 * half.shape[0]), dtype=self.real_dtype)
-        self._u1 = np.empty((n, n * half.shape[0]), dtype=self.complex_dtype)
+        self._t1 = xp.empty((n * n, 2 * half.shape[0]), dtype=self.real_dtype)
+        self._u1 = xp.empty((n, n * half.shape[0]), dtype=self.complex_dtype)
 
     @property
     def k(self) -> int:
         return 2 * self.m_max + 1
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        n, k, m = self.n, self.k, self.m_max
+    def forward(self, x):
+        xp, n, k, m = self.xp, self.n, self.k, self.m_max
         kh = m + 1
-        x = np.ascontiguousarray(x, dtype=self.real_dtype)
-        t1 = np.matmul(x.reshape(n * n, n), self._first, out=self._t1).view(self.complex_dtype).reshape(n, n, kh)
+        x = xp.ascontiguousarray(xp.asarray(x, dtype=self.real_dtype))
+        t1 = xp.matmul(x.reshape(n * n, n), self._first, out=self._t1).view(self.complex_dtype).reshape(n, n, kh)
         # z as one large product first, then y batched over the K planes (not
         # over the N planes): the same flops in 29 instead of 128 small calls, 1.6x faster
         t2 = (self.f @ t1.reshape(n, n * kh)).reshape(k, n, kh)             # [mz, y, mx >= 0]
-        half = np.matmul(self.f, t2)                                        # [mz, my, mx >= 0]
-        cube = np.empty((k, k, k), dtype=self.complex_dtype)
+        half = xp.matmul(self.f, t2)                                        # [mz, my, mx >= 0]
+        cube = xp.empty((k, k, k), dtype=self.complex_dtype)
         cube[:, :, m:] = half
         cube[:, :, :m] = half[::-1, ::-1, m:0:-1].conj()
         return cube
 
-    def adjoint(self, g: np.ndarray) -> np.ndarray:
-        n, k, m = self.n, self.k, self.m_max
+    def adjoint(self, g):
+        xp, n, k, m = self.xp, self.n, self.k, self.m_max
         kh = m + 1
-        gh = np.array(g[:, :, m:], dtype=self.complex_dtype)
+        gh = xp.array(g[:, :, m:], dtype=self.complex_dtype)
         gh[:, :, 1:] += g[::-1, ::-1, m - 1::-1].conj()
-        u2 = np.matmul(self.f_h, gh)                                        # [mz, y, mx >= 0]
-        u1 = np.matmul(self.f_h, u2.reshape(k, n * kh).astype(self.complex_dtype, copy=False),
+        u2 = xp.matmul(self.f_h, gh)                                        # [mz, y, mx >= 0]
+        u1 = xp.matmul(self.f_h, u2.reshape(k, n * kh).astype(self.complex_dtype, copy=False),
                        out=self._u1)                                        # [z, (y, mx >= 0)]
         return (u1.reshape(n * n, kh).view(self.real_dtype) @ self._first_adj).reshape(n, n, n)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .devices import array_module, sparse_module, timed_phase, to_host
-from .fourier import cube_half_width, partial_dft_matrix
+from .fourier import PartialDFT, cube_half_width
 from .grids import Band, quarter_turn_maps
 from .poses import PoseQuadrature
 from .projector import slice_coordinates
@@ -107,14 +107,7 @@ class DeviceLikelihood:
         self.dtype = np.dtype(dtype)
         self.cdtype = np.result_type(self.dtype, np.complex64)
         m = self.m_max = cube_half_width(band.r_max)
-        f = partial_dft_matrix(n, m, np.complex128) / n ** (1.0 / 3.0)
-        half = f[m:]
-        inter = np.empty((n, 2 * half.shape[0]))
-        inter[:, 0::2], inter[:, 1::2] = half.real.T, half.imag.T
-        self._f = xp.asarray(f.astype(self.cdtype))                                  # (K, N)
-        self._f_h = xp.asarray(np.ascontiguousarray(f.conj().T).astype(self.cdtype))  # (N, K)
-        self._first = xp.asarray(inter.astype(self.dtype))                          # (N, 2K')
-        self._first_adj = xp.asarray(np.ascontiguousarray(inter.T).astype(self.dtype))
+        self._dft = PartialDFT(n, m, self.dtype, xp=xp)
         coords = slice_coordinates(quadrature.base_matrices(), band.k, self.dtype)
         if np.abs(coords).max() > m - 1:
             raise ValueError("slice coordinates leave the cube; increase m_max")
@@ -141,27 +134,12 @@ class DeviceLikelihood:
 
     # ---------------------------------------------------------- volume phases
     def dft(self, x):
-        """The oversampled cube ``[mz, my, mx]`` of a device volume (phase 1)."""
-        xp, n, m = self.xp, self.n, self.m_max
-        k, kh = 2 * m + 1, m + 1
-        t1 = (x.reshape(n * n, n) @ self._first).view(self.cdtype).reshape(n, n, kh)
-        t2 = (self._f @ t1.reshape(n, n * kh)).reshape(k, n, kh)              # [mz, y, mx >= 0]
-        half = xp.matmul(self._f, t2)                                         # [mz, my, mx >= 0]
-        cube = xp.empty((k, k, k), dtype=self.cdtype)
-        cube[:, :, m:] = half
-        cube[:, :, :m] = half[::-1, ::-1, m:0:-1].conj()
-        return cube
+        """The oversampled cube ``[mz, my, mx]`` of a device volume (phase 1, :class:`.fourier.PartialDFT`)."""
+        return self._dft.forward(x)
 
     def dft_adjoint(self, g):
         """``Re F^H g``: the gradient on ``x`` of ``Re <g, dft(x)>`` (device arrays)."""
-        xp, n, m = self.xp, self.n, self.m_max
-        k, kh = 2 * m + 1, m + 1
-        gh = g[:, :, m:].astype(self.cdtype, copy=True)
-        gh[:, :, 1:] += g[::-1, ::-1, m - 1::-1].conj()
-        u2 = xp.matmul(self._f_h, gh)                                         # [mz, y, mx >= 0]
-        u1 = self._f_h @ u2.reshape(k, n * kh)                                # [z, (y, mx >= 0)]
-        u1 = xp.ascontiguousarray(u1).reshape(n * n, kh).view(self.dtype)
-        return (u1 @ self._first_adj).reshape(n, n, n)
+        return self._dft.adjoint(g)
 
     def _slice(self, cube):
         """``T cube`` (phase 2): (n_base, D) complex."""
