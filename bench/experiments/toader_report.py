@@ -84,6 +84,8 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
     if fourier:
         diags["few"] = toader_fourier.nn_diagonal_first(problem)
     paths += _figures(folder, problem, kappa_a, kappa_b, runs, diags)
+    if fourier:
+        paths.append(snr_figure(folder, record))
     paths.append(folder / "README.md")
     paths[-1].write_text(markdown(record, scale))
     return paths
@@ -200,7 +202,8 @@ def markdown(rec: dict, scale: str) -> str:
         "diagonal is exact (analytic), theirs was Hutchinson over 1000 epochs; the variable is the real volume's band "
         "coordinates (Hermitian by construction), theirs the complex DFT in a ball; epochs are iterations over "
         "the data (cost in oracle units is in toader.json)."), "",
-        "Figures: kappa.png, loss.png, fsc.png, fsc_heatmap.png, diag_h.png.", ""]
+        "Figures: kappa.png, loss.png, fsc.png, fsc_heatmap.png, diag_h.png"
+        + (", spectral_snr.png." if "data" in p else "."), ""]
     return "\n".join(lines)
 
 
@@ -225,6 +228,8 @@ def data_paragraph(p: dict) -> str:
     d, snr = p["data"], p["spectral_snr_per_shell"]
     at, tm = d["atoms"], d["timings"]
     excess, signal = d["f_truth"] - d["noise_only"], d["f_zero"] - d["noise_only"]
+    acc = [v * p["n_train"] / (2 * r) for r, v in enumerate(snr) if r > 0]
+    below = next((r for r, v in enumerate(acc, 1) if v < 1), None)
     return (f"Data: exact slices of all {at['atoms']:,} atoms of 6ZU5 (isotropic Gaussians, B-factor + per-element "
             f"form width, B in {at['bins']} bins of equal atom count: "
             + ", ".join(f"{b:g}" for b in at["bin_bfactor_angstrom2"]) + " Å^2; the binned mixture is the ground "
@@ -234,8 +239,10 @@ def data_paragraph(p: dict) -> str:
             f"{tm['simulate_wall_s']:.0f} s wall / {tm['simulate_cpu_s']:.0f} s CPU (+ {tm['ground_truth_volume_s']:.0f} s "
             f"for the ground-truth Fourier volume; peak {tm['peak_rss_gib']:.1f} GiB) when the cache is empty. "
             f"Spectral SNR {snr[1]:.3g} at shell 1, {snr[len(snr) // 2]:.3g} at shell {len(snr) // 2}, "
-            f"**{snr[-1]:.2g} at the band edge (shell {len(snr) - 1})**: with {p['n_train']:,} images every shell "
-            f"carries signal. Model mismatch (realistic residual): at the exact Vhat sampled on the grid the mean NLL of "
+            f"**{snr[-1]:.2g} at the band edge (shell {len(snr) - 1})**; a voxel at radius r lies on ~N/(2r) of the "
+            f"N = {p['n_train']:,} slices, so accumulated the SNR is {acc[-1]:.2g} at the edge and falls below 1 "
+            + (f"from shell {below} ({p['box_size'] * d['pixel_size_angstrom'] / below:.1f} Å) on" if below else
+               "nowhere") + " (spectral_snr.png): signal reaches the band edge. Model mismatch (realistic residual): at the exact Vhat sampled on the grid the mean NLL of "
             f"{d['n_images_mismatch']} training images is {d['f_truth']:.1f} against {d['noise_only']:.1f} for the noise "
             f"alone (± {np.sqrt(d['noise_only'] / d['n_images_mismatch']):.1f}, the standard deviation of that mean: "
             "Hermitian noise pairs), "
@@ -328,6 +335,26 @@ def _figures(folder: Path, problem, ka, kb, runs, diags) -> list[Path]:
         fig.colorbar(im, ax=a)
     paths.append(_save(fig, folder / "diag_h.png"))
     return paths
+
+
+def snr_figure(folder: Path, rec: dict) -> Path:
+    """``spectral_snr.png``: the data's spectral SNR per shell, per image and accumulated over the training set.
+
+    Accumulated: a voxel at radius ``r`` lies on about ``N / (2 r)`` of ``N`` uniform slices (Toader et al.'s
+    shell argument), so its evidence is about that many times the per-image SNR.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    snr, n = np.asarray(rec["problem"]["spectral_snr_per_shell"]), rec["problem"]["n_train"]
+    r = np.arange(snr.size)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.semilogy(r, snr, label="per image and coefficient")
+    ax.semilogy(r[1:], snr[1:] * n / (2 * r[1:]), label=f"x N/(2r): accumulated over {n:,} images")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.set(xlabel="shell round(|k|)", ylabel="spectral SNR", title="signal to the band edge")
+    ax.legend(fontsize=8)
+    return _save(fig, folder / "spectral_snr.png")
 
 
 def _save(fig, path: Path) -> Path:

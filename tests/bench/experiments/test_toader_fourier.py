@@ -56,7 +56,7 @@ def test_reproduce_toader_paper_path_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(toader_report, "EPOCHS", 2)
     monkeypatch.setattr(toader_report, "SPEED_BOX", 16)
     paths = toader_report.reproduce_toader("paper", tmp_path, progress=False)
-    assert {"README.md", "toader.json", "diag_h.png", "fsc_heatmap.png"} <= {p.name for p in paths}
+    assert {"README.md", "toader.json", "diag_h.png", "fsc_heatmap.png", "spectral_snr.png"} <= {p.name for p in paths}
     rec = json.loads((tmp_path / "toader" / "toader.json").read_text())
     for run in rec["runs"].values():
         subs = [r["suboptimality"] for r in run["rows"]]
