@@ -141,6 +141,7 @@ def markdown(rec: dict, scale: str) -> str:
         f"## Speed: one SGD epoch at {rec['speed']['box']} px (30,000 images, batch 1000, band r = "
         f"{rec['speed']['r_max']:g})", "",
         fp["speed"] + "." if fp else _speed_small(rec["speed"]), "",
+        *([_speed_192(rec["speed_192"]), ""] if "speed_192" in rec else []),
         "## 1. Condition number against radius (nearest-neighbour slices, H diagonal, exact by counting)", "",
         f"(a) The problem's {ka['n_images']} training poses, lambda = 1e-8 (kappa.png, left):", "",
         "| r | " + " | ".join(str(r) for r in ka["radius"]) + " |", "|---|" + "---|" * len(ka["radius"]),
@@ -248,6 +249,16 @@ def data_paragraph(p: dict) -> str:
             "Hermitian noise pairs), "
             f"so the {d['interpolation'].split(' ')[0]} slices miss {excess:.1f} per image "
             f"({excess / signal:.1%} of the signal power {signal:.1f}); the optimum keeps that residual.")
+
+
+def _speed_192(both: dict) -> str:
+    """Why 128 px: their 192 px box timed in the same run as 128 px (``fourier_epoch_speed`` at each)."""
+    a, b = both["at_128"], both["at_192"]
+    return (f"Why 128 px and not their 192: in one run, an SGD step of 1000 images takes {a['seconds_per_step']:.2f} s "
+            f"at 128 px ({a['samples_per_image']} samples per image) and {b['seconds_per_step']:.2f} s at 192 px "
+            f"({b['samples_per_image']}), {b['seconds_per_step'] / a['seconds_per_step']:.1f}x: a projected epoch of "
+            f"{b['epoch_seconds']:.0f} s at 192 px against the 30 s target (and 3.4x the volume, "
+            f"{2 * 192**3 * 4 / 2**20:.0f} MiB per float32 vector).")
 
 
 def _speed_small(speed: dict) -> str:

@@ -67,3 +67,7 @@ def test_reproduce_toader_paper_path_writes_the_report(tmp_path, monkeypatch):
     data = rec["problem"]["data"]        # the data set's facts: mismatch above the noise floor, below zero's
     assert data["noise_only"] < data["f_truth"] < data["f_zero"] and data["atoms"]["atoms"] == 165_175
     assert "exact slices of all 165,175 atoms" in text and "model mismatch" in text.lower()
+    # the 192 px comparison, when measured (same-run step times at both boxes), gives their ratio
+    rec["speed_192"] = {"at_128": {**rec["speed"], "seconds_per_step": 1.0},
+                        "at_192": {**rec["speed"], "seconds_per_step": 2.5, "epoch_seconds": 75.0}}
+    assert "2.5x: a projected epoch of 75 s at 192 px" in toader_report.markdown(rec, "paper")
