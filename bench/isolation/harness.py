@@ -95,7 +95,8 @@ class _Evaluator:
             self.snapshots[tag] = path.name
         self.train_objectives[tag] = full_objective(self.problem, x)     # harness-only, uncharged
         if self.compare and self.problem.ground_truth is not None:
-            cmp = compare_to_truth(x, self.problem.ground_truth, pixel, self.problem.band.r_max)
+            cmp = compare_to_truth(x, self.problem.ground_truth, pixel, self.problem.band.r_max,
+                                   device=getattr(self.problem, "device", None))
             self.fsc[tag] = {k: v for k, v in cmp.items() if k != "aligned"} | {"evals": evals}
 
 

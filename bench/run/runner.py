@@ -124,7 +124,8 @@ def run(problem: Problem, optimizer_spec: str, hyper: dict | None = None, budget
             write_mrc(path, x_now, pixel)
             snapshots[tag] = path.name
         if compare_truth and problem.ground_truth is not None:
-            cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max)
+            cmp = compare_to_truth(x_now, problem.ground_truth, pixel, problem.band.r_max,
+                                   device=getattr(problem, "device", None))
             fsc_results[tag] = {k: v for k, v in cmp.items() if k != "aligned"}
             fsc_results[tag]["evals"] = oracle.evals
         harness["snapshots"] += time.perf_counter() - t

@@ -73,3 +73,25 @@ def coarse_scores(amp: np.ndarray, grid: np.ndarray, k: np.ndarray, shells: np.n
             np.ascontiguousarray(k, dtype=np.float64), np.ascontiguousarray(shells, dtype=np.int64), int(n_shells),
             np.ascontiguousarray(ref_centred, dtype=np.float64), float(oversampling), float(centre), out)
     return out
+
+
+def coarse_scores_xp(xp, ndimage, amp, grid: np.ndarray, k: np.ndarray, shells: np.ndarray, n_shells: int,
+                     ref_centred, oversampling: int, centre: float, block: int = 1 << 22):
+    """:func:`coarse_scores` against an array module (``xp``, ``ndimage``: numpy + scipy.ndimage or
+    cupy + cupyx.scipy.ndimage), for devices: rotations in blocks of about ``block`` sampled points,
+    each block's amplitudes sampled at once (trilinear), the shell sums as products with the
+    (P, S) shell indicator.  Returns a device array (n_grid,)."""
+    k_d = xp.asarray(k, dtype=np.float64)
+    onehot = xp.asarray((np.asarray(shells)[:, None] == np.arange(1, n_shells + 1)[None, :]).astype(np.float64))
+    ref_c = xp.asarray(ref_centred, dtype=np.float64)
+    count, r_sum, r_sq = onehot.sum(0), ref_c @ onehot, (ref_c * ref_c) @ onehot
+    grid_d = xp.asarray(grid, dtype=np.float64)
+    out = xp.empty(grid.shape[0])
+    rows = max(1, block // max(1, k.shape[0]))
+    for lo in range(0, grid.shape[0], rows):
+        coords = xp.einsum("gji,pj->gpi", grid_d[lo:lo + rows], k_d) * oversampling + centre
+        a = ndimage.map_coordinates(amp, coords.reshape(-1, 3).T, order=1, mode="nearest").reshape(coords.shape[:2])
+        a_sum, a_sq, a_r = a @ onehot, (a * a) @ onehot, (a * ref_c) @ onehot
+        mean = a_sum / count
+        out[lo:lo + rows] = ((a_r - mean * r_sum) / xp.sqrt((a_sq - mean * a_sum) * r_sq + 1e-300)).mean(1)
+    return out

@@ -35,57 +35,89 @@ Search (all in the band, on Fourier-cropped volumes):
    shift) and the FSC is computed per shell; resolutions at 0.5 and 0.143 are
    reported only where the curve crosses inside the band, ``"beyond band"``
    when it stays above the threshold up to ``r_max``.
+
+Devices: every step is written once against an array module ``xp`` with its
+FFT and ndimage modules (scipy's for numpy, cupyx's for cupy), chosen by
+``device`` (:func:`problems.model.devices.array_module`; ``"cpu"`` and
+``"numpy"`` are numpy), so a GPU run aligns its snapshots on the GPU; only
+the coarse search has a second form, the numba pass on ``"cpu"``
+(:func:`bench.score.coarse.coarse_scores`) and blocked array operations on
+the array-module devices (:func:`bench.score.coarse.coarse_scores_xp`, also
+on ``"numpy"``, where the tests hold it to the numba pass).  The
+Nelder-Mead driver runs on the host, one scalar per step.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.fft
-from scipy.ndimage import affine_transform, map_coordinates
 from scipy.optimize import minimize
 from scipy.spatial.transform import Rotation
 
-from .coarse import coarse_scores
+from problems.model.devices import array_module, to_host
+
+from .coarse import coarse_scores, coarse_scores_xp
 
 BEYOND_BAND = "beyond band"
 OVERSAMPLING = 4
 
 
-def fourier_crop(x: np.ndarray, size: int) -> np.ndarray:
-    """Downsample a cubic volume to ``size`` by cropping its centred spectrum."""
+def _modules(device: str | None):
+    """``(xp, fft, ndimage)`` of ``device`` (module docstring)."""
+    if device in (None, "cpu", "numpy"):
+        import scipy.ndimage
+        return np, scipy.fft, scipy.ndimage
+    xp = array_module(device)
+    import cupyx.scipy.fft
+    import cupyx.scipy.ndimage
+    return xp, cupyx.scipy.fft, cupyx.scipy.ndimage
+
+
+def _xp_of(a):
+    """The modules of an array: cupy's for a cupy array, else numpy's."""
+    return _modules("cuda" if type(a).__module__.split(".")[0] == "cupy" else None)
+
+
+def fourier_crop(x, size: int):
+    """Downsample a cubic volume to ``size`` by cropping its centred spectrum (numpy or device array)."""
+    xp, fft, _ = _xp_of(x)
     n = x.shape[0]
     if size >= n:
         return x.astype(np.float64)
-    spec = np.fft.fftshift(scipy.fft.fftn(x))
+    spec = xp.fft.fftshift(fft.fftn(x))
     lo = n // 2 - size // 2
     crop = spec[lo:lo + size, lo:lo + size, lo:lo + size]
-    return np.real(scipy.fft.ifftn(np.fft.ifftshift(crop))) * (size / n) ** 3
+    return xp.real(fft.ifftn(xp.fft.ifftshift(crop))) * (size / n) ** 3
 
 
-def _kgrid(n: int) -> np.ndarray:
-    k = np.fft.fftfreq(n) * n
-    return np.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
+def _kgrid(n: int, xp=np):
+    k = xp.fft.fftfreq(n) * n
+    return xp.sqrt(k[:, None, None] ** 2 + k[None, :, None] ** 2 + k[None, None, :] ** 2)
 
 
-def lowpass(x: np.ndarray, radius: float) -> np.ndarray:
+def lowpass(x, radius: float):
     """Keep spatial frequencies with ``|k| <= radius`` (frequency-index units)."""
-    return np.real(scipy.fft.ifftn(scipy.fft.fftn(x) * (_kgrid(x.shape[0]) <= radius)))
+    xp, fft, _ = _xp_of(x)
+    return xp.real(fft.ifftn(fft.fftn(x) * (_kgrid(x.shape[0], xp) <= radius)))
 
 
-def fourier_shift(x: np.ndarray, shift) -> np.ndarray:
+def fourier_shift(x, shift):
     """``out(r) = x(r - t)`` for a (fractional) shift ``t`` in pixels ``[z, y, x]``, periodic."""
+    xp, fft, _ = _xp_of(x)
     n = x.shape[0]
-    k = np.fft.fftfreq(n)
-    phase = np.exp(-2j * np.pi * (k[:, None, None] * shift[0] + k[None, :, None] * shift[1]
+    k = xp.fft.fftfreq(n)
+    shift = [float(s) for s in shift]
+    phase = xp.exp(-2j * np.pi * (k[:, None, None] * shift[0] + k[None, :, None] * shift[1]
                                   + k[None, None, :] * shift[2]))
-    return np.real(scipy.fft.ifftn(scipy.fft.fftn(x) * phase))
+    return xp.real(fft.ifftn(fft.fftn(x) * phase))
 
 
-def _rotate(x: np.ndarray, matrix: np.ndarray, order: int = 3) -> np.ndarray:
+def _rotate(x, matrix: np.ndarray, order: int = 3):
     """``out(r) = x(A^T (r - c) + c)``: the volume rotated by ``matrix`` (x, y, z order) about ``c = N // 2``."""
+    xp, _, ndimage = _xp_of(x)
     n = x.shape[0]
     c = np.full(3, n // 2, dtype=float)
     inv = np.asarray(matrix)[::-1, ::-1].T              # A^T, acting on [z, y, x] indices
-    return affine_transform(x, inv, offset=c - inv @ c, order=order, mode="constant")
+    return ndimage.affine_transform(x, xp.asarray(inv), offset=tuple(c - inv @ c), order=order, mode="constant")
 
 
 def rotation_grid(step: float) -> np.ndarray:
@@ -107,24 +139,24 @@ def rotation_grid(step: float) -> np.ndarray:
 class _BandSampler:
     """Off-grid values of a volume's centred DFT inside the band (oversampled, trilinear)."""
 
-    def __init__(self, x: np.ndarray, size: int):
+    def __init__(self, x, size: int):
+        xp, fft, self._ndimage = _xp_of(x)
+        self.xp = xp
         n = x.shape[0]
-        y = fourier_crop(x, size) * (n / size) ** 3 if size < n else np.asarray(x, dtype=np.float64)
+        y = fourier_crop(x, size) * (n / size) ** 3 if size < n else x.astype(np.float64)
         m = OVERSAMPLING * size
-        pad = np.zeros((m, m, m))
+        pad = xp.zeros((m, m, m))
         pad[:size, :size, :size] = y
-        pad = np.roll(pad, -(size // 2), axis=(0, 1, 2))     # phase reference at the centre voxel
-        self.spec = np.fft.fftshift(scipy.fft.fftn(pad))
+        pad = xp.roll(pad, -(size // 2), axis=(0, 1, 2))     # phase reference at the centre voxel
+        self.spec = xp.fft.fftshift(fft.fftn(pad))
         self.centre = m // 2
-        self._parts = (np.ascontiguousarray(self.spec.real), np.ascontiguousarray(self.spec.imag))
-        self._amp = np.abs(self.spec)
+        self._parts = (xp.ascontiguousarray(self.spec.real), xp.ascontiguousarray(self.spec.imag))
+        self._amp = xp.abs(self.spec)
 
-    def _coords(self, k: np.ndarray) -> np.ndarray:
-        return (k * OVERSAMPLING + self.centre).reshape(-1, 3).T
-
-    def __call__(self, k: np.ndarray) -> np.ndarray:
-        c = self._coords(k)
-        re, im = (map_coordinates(p, c, order=1, mode="nearest") for p in self._parts)
+    def __call__(self, k):
+        """Values at frequencies ``k`` (..., 3), host or device; a device array."""
+        c = (self.xp.asarray(k) * OVERSAMPLING + self.centre).reshape(-1, 3).T
+        re, im = (self._ndimage.map_coordinates(p, c, order=1, mode="nearest") for p in self._parts)
         return (re + 1j * im).reshape(k.shape[:-1])
 
 
@@ -152,8 +184,8 @@ def _distinct_best(scores: np.ndarray, grid: np.ndarray, count: int, min_angle: 
     return chosen
 
 
-def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None = None,
-          n_candidates: int = 8, n_screen: int = 40, step: float | None = None) -> dict:
+def align(estimate, reference, band_radius: float | None = None,
+          n_candidates: int = 8, n_screen: int = 40, step: float | None = None, device: str | None = None) -> dict:
     """Rotate, translate (sub-voxel) and, if it fits better, mirror ``estimate`` onto ``reference``.
 
     Parameters
@@ -165,6 +197,8 @@ def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None
         hand, and how many of those are refined.
     step : float
         Coarse angular step (rad); default ``1 / r_max`` (see the module docstring).
+    device : str
+        Where to compute (module docstring); ``aligned`` is an array of its module.
 
     Returns
     -------
@@ -173,11 +207,12 @@ def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None
         ``shift`` (pixels, ``[z, y, x]``), ``band_fsc`` (mean in-band FSC of the
         winning candidate on the search grid) and ``hands`` (best score per hand).
     """
-    estimate = np.asarray(estimate, dtype=np.float64)
-    reference = np.asarray(reference, dtype=np.float64)
+    xp, _, ndimage = _modules(device)
+    estimate = xp.asarray(estimate, dtype=np.float64)
+    reference = xp.asarray(reference, dtype=np.float64)
     if estimate.shape != reference.shape or estimate.ndim != 3 or len(set(estimate.shape)) != 1:
         raise ValueError(f"align: need two cubic volumes of one shape, got {estimate.shape} and {reference.shape}")
-    if not (np.isfinite(estimate).all() and np.isfinite(reference).all()):
+    if not bool(xp.isfinite(estimate).all() and xp.isfinite(reference).all()):
         raise ValueError("align: volumes must be finite")
     n = reference.shape[0]
     radius = float(band_radius) if band_radius is not None else n / 4
@@ -187,14 +222,18 @@ def align(estimate: np.ndarray, reference: np.ndarray, band_radius: float | None
     n_shells = int(shells.max())
     ref = _BandSampler(reference, size)
     ref_k = ref(k)
-    ref_amp = np.abs(ref_k)
+    ref_amp = to_host(xp.abs(ref_k))
     grid = rotation_grid(step)
     ref_centred = ref_amp - _shell_means(ref_amp, shells, n_shells)
     best = None
     hands = {}
     for mirrored in (False, True):
         sampler = _BandSampler(estimate[::-1] if mirrored else estimate, size)
-        coarse = coarse_scores(sampler._amp, grid, k, shells, n_shells, ref_centred, OVERSAMPLING, sampler.centre)
+        if device in (None, "cpu"):
+            coarse = coarse_scores(sampler._amp, grid, k, shells, n_shells, ref_centred, OVERSAMPLING, sampler.centre)
+        else:
+            coarse = to_host(coarse_scores_xp(xp, ndimage, sampler._amp, grid, k, shells, n_shells, ref_centred,
+                                              OVERSAMPLING, sampler.centre))
         # Amplitudes cannot see translations but also miss phase: rank the best distinct
         # grid rotations again with the phase (translation from the cross-correlation).
         screened = []
@@ -229,16 +268,18 @@ def _translation(rotated: np.ndarray, ref_k: np.ndarray, k: np.ndarray, n: int,
                  length: int) -> tuple[np.ndarray, float]:
     """Shift ``t`` on a grid of spacing ``n / L`` maximising ``Re sum conj(ref) rotated e^{-2 pi i k.t/n}``,
     and that maximum normalised by the norms (a correlation)."""
-    grid = np.zeros((length,) * 3, dtype=complex)
-    idx = tuple((k.astype(int) % length).T)
-    prod = np.conj(ref_k) * rotated
+    xp, fft, _ = _xp_of(rotated)
+    grid = xp.zeros((length,) * 3, dtype=complex)
+    idx = tuple(xp.asarray(k.astype(int) % length).T)
+    prod = xp.conj(ref_k) * rotated
     grid[idx] = prod
-    grid[tuple((-k.astype(int) % length).T)] = np.conj(prod)    # the other half-space
-    cc = np.real(scipy.fft.fftn(grid))
-    j = np.array(np.unravel_index(int(cc.argmax()), cc.shape), dtype=float)
+    grid[tuple(xp.asarray(-k.astype(int) % length).T)] = xp.conj(prod)    # the other half-space
+    cc = xp.real(fft.fftn(grid))
+    best = int(cc.argmax())
+    j = np.array(np.unravel_index(best, cc.shape), dtype=float)
     j[j >= length / 2] -= length
-    norm = 2 * np.sqrt(np.sum(np.abs(ref_k) ** 2) * np.sum(np.abs(rotated) ** 2)) + 1e-300
-    return j * n / length, float(cc.max() / norm)
+    norm = 2 * np.sqrt(float(xp.sum(xp.abs(ref_k) ** 2)) * float(xp.sum(xp.abs(rotated) ** 2))) + 1e-300
+    return j * n / length, float(cc.ravel()[best]) / norm
 
 
 def _rodrigues(v: np.ndarray) -> np.ndarray:
@@ -257,18 +298,20 @@ def _refine(sampler: _BandSampler, ref_k, k, shells, n_shells, a0, t0, radius, n
     Rotation-vector units are scaled by ``r_max`` so that one unit moves the
     outer shell by about one voxel, like one unit of shift.
     """
-    ref_power = np.bincount(shells, np.abs(ref_k) ** 2, minlength=n_shells + 1)[1:]
-    conj_ref = np.conj(ref_k)
+    xp = sampler.xp
+    shells = xp.asarray(shells)
+    ref_power = xp.bincount(shells, xp.abs(ref_k) ** 2, minlength=n_shells + 1)[1:]
+    conj_ref = xp.conj(ref_k)
 
     def unpack(p):
         return _rodrigues(p[:3] / radius) @ a0, p[3:]
 
     def loss(p):
         a, t = unpack(p)
-        vals = sampler(k @ a) * np.exp(-2j * np.pi * (k @ t) / n)
-        num = np.bincount(shells, np.real(vals * conj_ref), minlength=n_shells + 1)[1:]
-        power = np.bincount(shells, np.abs(vals) ** 2, minlength=n_shells + 1)[1:]
-        return -np.mean(num / np.sqrt(ref_power * power + 1e-300))
+        vals = sampler(k @ a) * xp.exp(xp.asarray(-2j * np.pi * (k @ t) / n))
+        num = xp.bincount(shells, xp.real(vals * conj_ref), minlength=n_shells + 1)[1:]
+        power = xp.bincount(shells, xp.abs(vals) ** 2, minlength=n_shells + 1)[1:]
+        return -float(xp.mean(num / xp.sqrt(ref_power * power + 1e-300)))
 
     p0 = np.concatenate([np.zeros(3), t0])
     simplex = np.vstack([p0, p0 + 0.7 * np.eye(6)])
@@ -278,16 +321,18 @@ def _refine(sampler: _BandSampler, ref_k, k, shells, n_shells, a0, t0, radius, n
     return float(res.fun), a, np.asarray(t, dtype=float)
 
 
-def fsc(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fourier shell correlation; returns (shell frequency in cycles/pixel, FSC) for shells 1..N/2-1."""
+def fsc(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Fourier shell correlation; returns (shell frequency in cycles/pixel, FSC) for shells 1..N/2-1
+    (host arrays; ``a`` and ``b`` numpy or both of one device)."""
+    xp, fft, _ = _xp_of(a)
     n = a.shape[0]
-    fa, fb = scipy.fft.fftn(a), scipy.fft.fftn(b)
-    shell = np.rint(_kgrid(n)).astype(int)
+    fa, fb = fft.fftn(a), fft.fftn(b)
+    shell = xp.rint(_kgrid(n, xp)).astype(int).ravel()
     nshell = n // 2
-    num = np.bincount(shell.ravel(), np.real(fa * np.conj(fb)).ravel(), minlength=nshell + 1)[1:nshell]
-    pa = np.bincount(shell.ravel(), (np.abs(fa) ** 2).ravel(), minlength=nshell + 1)[1:nshell]
-    pb = np.bincount(shell.ravel(), (np.abs(fb) ** 2).ravel(), minlength=nshell + 1)[1:nshell]
-    return np.arange(1, nshell) / n, num / np.sqrt(pa * pb + 1e-300)
+    num = xp.bincount(shell, xp.real(fa * xp.conj(fb)).ravel(), minlength=nshell + 1)[1:nshell]
+    pa = xp.bincount(shell, (xp.abs(fa) ** 2).ravel(), minlength=nshell + 1)[1:nshell]
+    pb = xp.bincount(shell, (xp.abs(fb) ** 2).ravel(), minlength=nshell + 1)[1:nshell]
+    return np.arange(1, nshell) / n, to_host(num / xp.sqrt(pa * pb + 1e-300))
 
 
 def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, pixel_size: float,
@@ -313,8 +358,8 @@ def resolution_at(freq: np.ndarray, curve: np.ndarray, threshold: float, pixel_s
 
 
 def compare_to_truth(estimate: np.ndarray, truth: np.ndarray, pixel_size: float,
-                     band_radius: float | None = None) -> dict:
-    """Align, then FSC at full size.
+                     band_radius: float | None = None, device: str | None = None) -> dict:
+    """Align, then FSC at full size, on ``device`` (module docstring); host results.
 
     Returns the FSC curve (every shell) with ``in_band`` flags, the mean
     in-band FSC weighted by shell size (``fsc_band_mean``), resolutions at 0.5
@@ -323,25 +368,28 @@ def compare_to_truth(estimate: np.ndarray, truth: np.ndarray, pixel_size: float,
     """
     n = truth.shape[0]
     radius = float(band_radius) if band_radius is not None else n / 4
-    result = align(estimate, truth, radius)
+    xp = _modules(device)[0]
+    truth = xp.asarray(truth)                  # its own precision: float32 truths get a complex64 FSC
+    result = align(estimate, truth, radius, device=device)
     freq, curve = fsc(result["aligned"], truth)
     in_band = freq * n <= radius + 1e-9
     counts = np.bincount(np.rint(_kgrid(n)).astype(int).ravel(), minlength=n // 2 + 1)[1:n // 2]
     band_mean = float(np.sum(curve[in_band] * counts[in_band]) / np.sum(counts[in_band]))
-    a, b = lowpass(result["aligned"], radius).ravel(), lowpass(np.asarray(truth, float), radius).ravel()
+    a, b = to_host(lowpass(result["aligned"], radius)).ravel(), to_host(lowpass(truth.astype(np.float64), radius)).ravel()
     return {"frequency": freq.tolist(), "fsc": curve.tolist(), "in_band": in_band.tolist(),
             "band_limit_cycles_per_pixel": radius / n, "fsc_band_mean": band_mean,
             "resolution_0.5": resolution_at(freq, curve, 0.5, pixel_size, radius / n),
             "resolution_0.143": resolution_at(freq, curve, 0.143, pixel_size, radius / n),
             "correlation": float(np.corrcoef(a, b)[0, 1]), "mirrored": result["mirrored"],
             "hand_scores": result["hands"], "rotation": np.asarray(result["rotation"]).tolist(),
-            "shift": [float(s) for s in result["shift"]], "aligned": result["aligned"]}
+            "shift": [float(s) for s in result["shift"]], "aligned": to_host(result["aligned"])}
 
 
-def apply_alignment(volume: np.ndarray, rotation, mirrored: bool, shift) -> np.ndarray:
+def apply_alignment(volume, rotation, mirrored: bool, shift):
     """Apply an alignment found by :func:`align` (e.g. stored in a run record) to a volume:
-    mirror (``[::-1]``), rotate about ``N // 2`` (cubic spline), shift (Fourier, sub-voxel)."""
-    full = np.asarray(volume, dtype=np.float64)
+    mirror (``[::-1]``), rotate about ``N // 2`` (cubic spline), shift (Fourier, sub-voxel).
+    float32, an array of the volume's module."""
+    full = _xp_of(volume)[0].asarray(volume, dtype=np.float64)
     full = full[::-1] if mirrored else full
     rotated = _rotate(full, np.asarray(rotation))
     return fourier_shift(rotated, np.asarray(shift, dtype=float)).astype(np.float32)

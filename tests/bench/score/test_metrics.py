@@ -142,3 +142,41 @@ def test_coarse_scores_match_sampled_amplitude_correlation():
     got = coarse_scores(sampler._amp, grid, k, shells, n_shells, ref_c, OVERSAMPLING, sampler.centre)
     assert grid.shape[0] > 100 and np.ptp(expected) > 0.1
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_array_module_coarse_scores_equal_the_numba_pass():
+    """The blocked array-module coarse search (issue 21: the device's) gives the numba pass's scores."""
+    from bench.score.coarse import coarse_scores, coarse_scores_xp
+    from bench.score.metrics import OVERSAMPLING, _BandSampler, _band_points, _shell_means, rotation_grid
+    import scipy.ndimage
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((2, 16, 16, 16))
+    k, shells = _band_points(4.5)
+    n_shells = int(shells.max())
+    sampler, ref = _BandSampler(x, 13), _BandSampler(y, 13)
+    ref_amp = np.abs(ref(k))
+    ref_c = ref_amp - _shell_means(ref_amp, shells, n_shells)
+    grid = rotation_grid(0.6)
+    want = coarse_scores(sampler._amp, grid, k, shells, n_shells, ref_c, OVERSAMPLING, sampler.centre)
+    got = coarse_scores_xp(np, scipy.ndimage, sampler._amp, grid, k, shells, n_shells, ref_c, OVERSAMPLING,
+                           sampler.centre, block=7 * k.shape[0] + 3)           # blocks of 7 rotations
+    assert np.ptp(want) > 0.1
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_array_module_path_aligns_as_the_cpu_path(tiny, mirrored):
+    """compare_to_truth on device 'numpy' (the array-module path a GPU runs, here with numpy) finds the
+    CPU path's alignment and FSC on a moved copy of the truth."""
+    truth = tiny.ground_truth
+    moved = _moved_copy(truth, np.random.default_rng(11), mirrored)
+    pixel, r_max = tiny.metadata["pixel_size_angstrom"], tiny.band.r_max
+    cpu = compare_to_truth(moved, truth, pixel, r_max, device="cpu")
+    dev = compare_to_truth(moved, truth, pixel, r_max, device="numpy")
+    assert dev["mirrored"] == cpu["mirrored"] == mirrored
+    np.testing.assert_allclose(dev["rotation"], cpu["rotation"], atol=2e-3)
+    np.testing.assert_allclose(dev["shift"], cpu["shift"], atol=2e-2)
+    np.testing.assert_allclose(dev["fsc"], cpu["fsc"], atol=1e-4)
+    assert isinstance(dev["aligned"], np.ndarray) and dev["aligned"].dtype == np.float32
+    with pytest.raises(ValueError, match="unknown device"):
+        compare_to_truth(moved, truth, pixel, r_max, device="tpu")
