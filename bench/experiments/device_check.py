@@ -11,7 +11,11 @@
    random band data (step time does not depend on the values), each as a
    ratio to the same run's float32 matrix-product rate at the pose-product
    shape (``2 n_shift B x D`` by ``D x n_base``).
-4. A reduced Fig. 3: one epoch per method on a problem, on the device.
+4. Snapshot alignment: :func:`bench.score.metrics.compare_to_truth` of a
+   rotated, shifted, mirrored copy of the last checked problem's ground
+   truth on the device against the CPU path, timed in the same run (the
+   alignment and FSC that the runner does per snapshot).
+5. A reduced Fig. 3: one epoch per method on a problem, on the device.
 
 Writes one markdown report.  ``--device numpy`` runs the whole check on
 the CPU (the dry run before spending GPU time).
@@ -134,6 +138,31 @@ def step_times(device: str, batch: int = 100, repeats: int = 10, geometries: dic
     return out
 
 
+def alignment_check(device: str, name: str, scale: str, seed: int = 0) -> dict:
+    """Snapshot alignment on ``device`` against the CPU path, same run (part 4 of the module docstring)."""
+    from scipy.spatial.transform import Rotation
+
+    from problems import load_problem
+
+    from bench.score.metrics import _rotate, compare_to_truth, fourier_shift
+    problem = load_problem(name, scale=scale, progress=False)
+    truth = problem.ground_truth
+    rng = np.random.default_rng(seed)
+    moved = fourier_shift(_rotate(np.asarray(truth[::-1], float), Rotation.random(random_state=rng).as_matrix()),
+                          rng.uniform(-3, 3, 3)).astype(np.float32)
+    args = (moved, truth, problem.metadata["pixel_size_angstrom"], problem.band.r_max)
+    out = {"problem": f"{name}-{scale}"}
+    for dev in ("cpu", device):
+        t = time.perf_counter()
+        out[dev] = compare_to_truth(*args, device=dev)
+        out[f"{dev}_s"] = time.perf_counter() - t
+    ref, got = out.pop("cpu"), out.pop(device)
+    turn = Rotation.from_matrix(np.asarray(got["rotation"]) @ np.asarray(ref["rotation"]).T).magnitude()
+    return {**out, "device_s": out.pop(f"{device}_s"), "angle_deg": float(np.degrees(turn)),
+            "fsc_max_diff": float(np.max(np.abs(np.subtract(got["fsc"], ref["fsc"])))),
+            "hands_agree": got["mirrored"] == ref["mirrored"], "fsc_band_mean": got["fsc_band_mean"]}
+
+
 def reduced_fig3(device: str, name: str = "realistic", scale: str = "small", results_dir: str = "results",
                  budget: str = "1epoch", seconds: float = float("inf")) -> list[dict]:
     """One epoch per method of the paper's seven, default hyperparameters, on ``device``; methods
@@ -186,6 +215,14 @@ def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geome
         report["agreement"] += agreement(device, [problem])
         clock["agreement"] = time.perf_counter() - t
         done(report)
+    if problems:
+        t = time.perf_counter()
+        try:
+            report["alignment"] = alignment_check(device, *problems[-1])
+        except Exception as exc:         # a problem that cannot load is already reported in part 1
+            report["alignment"] = {"problem": "-".join(problems[-1]), "error": f"{exc.__class__.__name__}: {exc}"}
+        clock["snapshot alignment"] = time.perf_counter() - t
+        done(report)
     t = time.perf_counter()
     report["steps"] = step_times(device, geometries=geometries)
     clock["paper-scale steps"] = time.perf_counter() - t
@@ -228,6 +265,14 @@ def format_markdown(r: dict) -> str:
         lines += ["", f"Phases of `{s['problem']}` (ms per value_and_grad, synchronised): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in s["phases_ms"].items())
                   + f"; pose-product shape {s['pose_shape']}."]
+    a = r.get("alignment")
+    if a:
+        lines += ["", f"## Snapshot alignment: {a['problem']} (moved, mirrored copy of the truth)", ""]
+        lines.append(f"Error: {a['error']}" if "error" in a else
+                     f"CPU path {a['cpu_s']:.1f} s, device {a['device_s']:.1f} s (ratio "
+                     f"{a['cpu_s'] / a['device_s']:.2f}); rotation {a['angle_deg']:.2g} deg from the CPU's, FSC "
+                     f"max |diff| {a['fsc_max_diff']:.1e}, hands {'agree' if a['hands_agree'] else 'DIFFER'}; "
+                     f"mean in-band FSC {a['fsc_band_mean']:.4f}.")
     if "fig3" in r:
         lines += ["", f"## Reduced Fig. 3: {r['fig3_problem']}, one epoch per method, default hyperparameters", "",
                   "| method | test NLL | wall s | status |", "|---|---:|---:|---|"]

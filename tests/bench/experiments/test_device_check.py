@@ -18,6 +18,9 @@ def test_device_check_dry_run_writes_every_part():
     text = format_markdown(r)
     assert "| synthetic-tiny | hvp | float32 |" in text and "tiny-geometry" in text
     assert r["float32_product_error"] < 1e-5                 # numpy: full float32 products
+    a = r["alignment"]                                       # the array-module alignment finds the CPU's
+    assert a["hands_agree"] and a["angle_deg"] < 0.2 and a["fsc_max_diff"] < 1e-3 and a["fsc_band_mean"] > 0.99
+    assert "## Snapshot alignment: synthetic-tiny" in text
 
 
 def test_agreement_reports_a_problem_it_cannot_load():
