@@ -43,6 +43,9 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
         CuPy.  ``"cuda"`` without CuPy or a GPU raises ``RuntimeError`` before
         any data is read.  None: ``$CRYOOPT_DEVICE`` (what the commands'
         ``--device`` sets, so runs in worker processes follow it), else ``"cpu"``.
+        Families that simulate on the device (``Family.simulates_on_device``:
+        ``"realistic"``) also generate missing data there; those images equal
+        the CPU's to float32 rounding (the dataset's manifest records where).
     **overrides
         Fields of the family's spec to change (a different problem: it gets a
         different hash), or for ``"star"`` the loader's keywords.
@@ -53,5 +56,8 @@ def load_problem(name: str, scale: str = "small", seed: int = 0, progress: bool 
         if name == "refine-known-poses":
             raise ValueError("refine-known-poses runs on the CPU only (device='cpu')")
         array_module(device)                              # the clear error, before generating data
-    problem = family(name).load(scale=scale, seed=seed, progress=progress, **overrides)
+    fam = family(name)
+    if fam.simulates_on_device and device != "cpu":
+        overrides = {**overrides, "device": device}       # missing data are simulated there too
+    problem = fam.load(scale=scale, seed=seed, progress=progress, **overrides)
     return problem if device == "cpu" else problem.use_device(device)

@@ -28,6 +28,10 @@ simulator's thread pool, so the bytes no longer depend on the generating
 machine's core count (version 2's differed by 1 float32 ulp in a few percent
 of the pixels between 1 and 2 BLAS threads); a new version because the same
 seed now gives other bytes than version 2 gave on this 2-core machine.
+Missing data are simulated on the device ``load_problem`` was given
+(:func:`problems.data.simulate.exact_images`): on a GPU the images equal
+the CPU's to float32 rounding, and ``manifest.json`` says where they were
+made (``generated_on``).
 
 Shifts and cost: the pose quadrature is rotations x integer shifts within
 ``shift_extent``, so the marginal likelihood's GEMMs have ``n_shifts`` times
@@ -107,8 +111,9 @@ def realistic_spec(scale: str, **overrides) -> RealisticSpec:
 
 
 def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress: bool = True,
-                       mrc_mode: int = 2, n_images: int | None = None) -> dict:
-    """Simulate ``spec``'s images into ``directory`` (deterministic from ``seed``); returns timings."""
+                       mrc_mode: int = 2, n_images: int | None = None, device: str = "cpu") -> dict:
+    """Simulate ``spec``'s images into ``directory`` (deterministic from ``seed``) on ``device``
+    (:func:`problems.data.simulate.exact_images`); returns timings."""
     rng = seeded_streams(("poses", "ctf", "noise", "shifts"), seed, spec.version, spec.box_size, 0xA70)
     n = spec.n_images if n_images is None else n_images
     box, apix = spec.box_size, spec.pixel_size
@@ -120,26 +125,29 @@ def generate_realistic(spec: RealisticSpec, seed: int, directory: Path, progress
     shifts = random_shifts(rng["shifts"], n, spec.shift_sigma, spec.shift_extent)
     phys = random_ctf(spec, rng["ctf"], n)
     t0 = time.perf_counter()
-    simulate_stack(directory, density, rotations, shifts, phys, spec, rng["noise"], progress, mrc_mode=mrc_mode)
+    simulate_stack(directory, density, rotations, shifts, phys, spec, rng["noise"], progress, mrc_mode=mrc_mode,
+                   device=device)
     timings["simulate_s"] = time.perf_counter() - t0
     return timings
 
 
-def ensure_realistic(spec: RealisticSpec, seed: int, progress: bool = True) -> Path:
-    """The dataset folder of ``spec``, simulated first if missing (atomically: ``.partial`` + rename)."""
+def ensure_realistic(spec: RealisticSpec, seed: int, progress: bool = True, device: str = "cpu") -> Path:
+    """The dataset folder of ``spec``, simulated first if missing (atomically: ``.partial`` + rename),
+    on ``device``; the manifest says which (the images agree to float32 rounding, not bit for bit)."""
     def generate(tmp: Path) -> dict:
-        timings = generate_realistic(spec, seed, tmp, progress=progress)
+        timings = generate_realistic(spec, seed, tmp, progress=progress, device=device)
         return {"spec": spec.as_dict(), "seed": seed, "model_sha256": MODELS[spec.model].sha256,
-                "timings": timings}
+                "timings": timings, "generated_on": device}
 
     return ensure_dataset(dataset_dir(spec, seed), generate)
 
 
-def load_realistic_problem(scale: str = "small", seed: int = 0, progress: bool = True,
+def load_realistic_problem(scale: str = "small", seed: int = 0, progress: bool = True, device: str = "cpu",
                            **overrides) -> Problem:
-    """The realistic simulated problem (module docstring); ``overrides`` are RealisticSpec fields."""
+    """The realistic simulated problem (module docstring); ``overrides`` are RealisticSpec fields;
+    missing data are simulated on ``device`` (``load_problem``'s)."""
     spec = realistic_spec(scale, **overrides)
-    directory = ensure_realistic(spec, seed, progress=progress)
+    directory = ensure_realistic(spec, seed, progress=progress, device=device)
     band = make_band(spec.r_max)
     stack = read_particle_star(directory / "particles.star")
     pre = preprocess_stack(stack, band, box=spec.box_size, normalise=False, progress=progress)

@@ -159,19 +159,8 @@ class GaussianMixture:
         products are its own matrix products: ``batch`` does not change
         the result).
         """
-        rotations = np.asarray(rotations, dtype=np.float64)
-        b, half, j = rotations.shape[0], n // 2 + 1, self.size
-        pos = np.einsum("bij,kj->bki", rotations[:, :2, :], self.centres)    # (B, J, 2): (A c_j)_xy
-        pos += n // 2 + np.asarray(shifts, dtype=np.float64)[:, None, :]
-        theta = pos * (-2 * np.pi / n)
-        s2 = 2 * np.pi**2 * self.sigmas**2 / n**2
-        env = np.exp(-s2[:, None] * np.arange(half) ** 2)                    # (J, H): ky and kx alike
-        env_x = env * self.masses(n)[:, None]
-        # Flush what float32 would hold as denormals (they slowed the products 10x): both factors
-        # are cut 1e-12 below their largest entry, far below float32 rounding of the sum.
-        env[env < 1e-12] = 0.0
-        env_x[np.abs(env_x) < 1e-12 * np.abs(env_x).max()] = 0.0
-        theta_y, theta_x = np.ascontiguousarray(theta[:, :, 1]), np.ascontiguousarray(theta[:, :, 0])
+        theta_y, theta_x, env, env_x = self._phases(rotations, shifts, n)
+        b, half, j = theta_y.shape[0], n // 2 + 1, self.size
         env_t = np.ascontiguousarray(env.T)
         m = max(1, min(int(batch), b))
         cy, sy = np.empty((2, m, half, j), dtype=np.float32)
@@ -186,6 +175,50 @@ class GaussianMixture:
             np.matmul(sy[:k], rs[:k], out=p_s[:k])                          # [S_y S_x, S_y C_x]
             _assemble(p_c[:k], p_s[:k], out[lo:lo + k])
         return spec
+
+    def image_spectra_xp(self, xp, rotations: np.ndarray, shifts: np.ndarray, n: int, batch: int = 16):
+        """:meth:`image_spectra` against an array module (numpy, or cupy for a GPU): a device array.
+
+        The same four products and half-plane assembly; the phasors
+        ``exp(i theta k)`` are evaluated directly (float64 ``cos``, ``sin``)
+        instead of by the numba recurrence, and the products are the device's,
+        so the result equals :meth:`image_spectra` to float32 rounding.
+        """
+        theta_y, theta_x, env, env_x = self._phases(rotations, shifts, n)
+        b, half, m = theta_y.shape[0], n // 2 + 1, n // 2
+        k = xp.arange(half, dtype=np.float64)
+        env, env_x = xp.asarray(env), xp.asarray(env_x)
+        r = np.arange(n)
+        src = xp.asarray(np.where(r < m, r, n - r))                       # row ky of both half-planes
+        sign = xp.asarray(np.where(r < m, 1.0, -1.0).astype(np.float32))[:, None]
+        spec = xp.empty((b, n, half), dtype=np.complex64)
+        for lo in range(0, b, max(1, int(batch))):
+            ty = xp.asarray(theta_y[lo:lo + batch])[:, :, None] * k          # (b, J, H)
+            tx = xp.asarray(theta_x[lo:lo + batch])[:, :, None] * k
+            cy = xp.ascontiguousarray((env * xp.cos(ty)).astype(np.float32).transpose(0, 2, 1))
+            sy = xp.ascontiguousarray((env * xp.sin(ty)).astype(np.float32).transpose(0, 2, 1))
+            cx, sx = (env_x * xp.cos(tx)).astype(np.float32), (env_x * xp.sin(tx)).astype(np.float32)
+            p_c = xp.matmul(cy, xp.concatenate([cx, sx], axis=2))[:, src]    # [C_y C_x, C_y S_x]
+            p_s = xp.matmul(sy, xp.concatenate([sx, cx], axis=2))[:, src]    # [S_y S_x, S_y C_x]
+            spec[lo:lo + batch] = (p_c[..., :half] - sign * p_s[..., :half]) \
+                + 1j * (p_c[..., half:] + sign * p_s[..., half:])
+        return spec
+
+    def _phases(self, rotations: np.ndarray, shifts: np.ndarray, n: int):
+        """``theta_y, theta_x`` (B, J) and the envelopes ``env``, ``env_x`` (J, N/2 + 1) of :meth:`image_spectra`."""
+        rotations = np.asarray(rotations, dtype=np.float64)
+        half = n // 2 + 1
+        pos = np.einsum("bij,kj->bki", rotations[:, :2, :], self.centres)    # (B, J, 2): (A c_j)_xy
+        pos += n // 2 + np.asarray(shifts, dtype=np.float64)[:, None, :]
+        theta = pos * (-2 * np.pi / n)
+        s2 = 2 * np.pi**2 * self.sigmas**2 / n**2
+        env = np.exp(-s2[:, None] * np.arange(half) ** 2)                    # (J, H): ky and kx alike
+        env_x = env * self.masses(n)[:, None]
+        # Flush what float32 would hold as denormals (they slowed the products 10x): both factors
+        # are cut 1e-12 below their largest entry, far below float32 rounding of the sum.
+        env[env < 1e-12] = 0.0
+        env_x[np.abs(env_x) < 1e-12 * np.abs(env_x).max()] = 0.0
+        return np.ascontiguousarray(theta[:, :, 1]), np.ascontiguousarray(theta[:, :, 0]), env, env_x
 
 
 @numba.njit(cache=True, nogil=True)

@@ -189,3 +189,48 @@ def test_stack_written_in_int16_mode_reads_back_rounded(tmp_path):
     with pytest.raises(RuntimeError, match="more than"):
         write_particles(tmp_path / "x", iter([imgs, imgs]), n, 8, 2.0, phys, np.zeros((n, 3)), np.zeros((n, 2)))
     assert not list((tmp_path / "x").glob("*.mrcs"))          # nothing half-written is left
+
+
+def test_device_path_images_match_the_cpu_path(rng):
+    """exact_images on an array-module device (here numpy: the code a GPU runs) gives the numba
+    path's images to float32 rounding, with the same noise streams (issue 21)."""
+    n, count = 24, CHUNK + 30
+    mix = _mixture(rng, n_comp=30)
+    rot = Rotation.random(count, random_state=4).as_matrix()
+    shifts = rng.normal(0, 1.5, (count, 2))
+    ctf = _ctf(count, rng)
+    run = lambda device, noise: np.concatenate(list(exact_images(  # noqa: E731
+        mix, rot, shifts, ctf, n, 1.0, noise, device=device)))
+    cpu, dev = run("cpu", np.random.default_rng(8)), run("numpy", np.random.default_rng(8))
+    clean = run("numpy", None)
+    assert dev.dtype == np.float32 and dev.shape == (count, n, n)
+    np.testing.assert_allclose(dev, cpu, atol=1e-5 * np.abs(clean).max())
+    assert abs(np.std(dev - clean) - 1.0) < 0.02 and np.abs(clean).max() > 1.0
+    spec_xp = mix.image_spectra_xp(np, rot[:9], shifts[:9], n, batch=4)
+    np.testing.assert_allclose(spec_xp, mix.image_spectra(rot[:9], shifts[:9], n), atol=1e-6 * np.abs(spec_xp).max())
+    with pytest.raises(ValueError, match="unknown device"):
+        next(exact_images(mix, rot, shifts, ctf, n, 1.0, None, device="tpu"))
+
+
+def test_realistic_generation_on_a_device_records_it(_isolated_cache, tmp_path, monkeypatch):
+    """load_problem(..., device=...) simulates missing realistic data on that device (the family's
+    simulates_on_device flag) and the manifest says where; the images match the CPU's."""
+    import json
+
+    import mrcfile
+
+    from problems import load_problem
+    from problems.catalog.realistic import ensure_realistic, realistic_spec
+    from problems.data.atomic_models import model_path
+    model_path("6zu5")                                          # fetched into the session cache once
+    spec = realistic_spec("tiny", n_train=60, n_test=10)
+    cpu = ensure_realistic(spec, 0, progress=False)             # the session cache: CPU data
+    monkeypatch.setenv("CRYOOPT_CACHE", str(tmp_path))
+    (tmp_path / "models").symlink_to(cpu.parent / "models")
+    p = load_problem("realistic", scale="tiny", progress=False, device="numpy", n_train=60, n_test=10)
+    dev = tmp_path / cpu.name
+    assert json.loads((dev / "manifest.json").read_text())["generated_on"] == "numpy"
+    assert json.loads((cpu / "manifest.json").read_text())["generated_on"] == "cpu"
+    with mrcfile.open(cpu / "particles.mrcs") as a, mrcfile.open(dev / "particles.mrcs") as b:
+        np.testing.assert_allclose(b.data, a.data, atol=1e-4)
+    assert p.device == "numpy" and p.n_train == 60
