@@ -1,6 +1,7 @@
 """Reproduce a figure of Punjani & Brubaker 2015 (fig3, fig4, fig6) with the paper's protocol: tunes each
 method's learning rate on a subset, runs or reuses its runs, draws it and reports the wall time; or
-``toader``: Toader, Brubaker & Lederman's conditioning study and refinement runs (reports/toader/)."""
+``toader``: Toader, Brubaker & Lederman's conditioning study and refinement runs (``--scale paper``:
+reports/toader/; tiny/small: reports/toader-<scale>/)."""
 from __future__ import annotations
 
 from ._device import add_device_arg, apply_device

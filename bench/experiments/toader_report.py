@@ -4,7 +4,8 @@ Runs, from an empty cache, (1) the nearest-neighbour condition numbers
 (:mod:`bench.experiments.toader_kappa`: on the problem's poses with and
 without CTF for every radius of the band, and on uniform poses against
 their bound), (2) the certified reference and their four refinement runs
-(:mod:`bench.experiments.toader_runs`), and writes ``<out>/toader/``:
+(:mod:`bench.experiments.toader_runs`), and writes ``<out>/toader/`` (paper
+scale; ``<out>/toader-<scale>/`` otherwise):
 ``README.md`` (every finding of theirs next to ours), ``toader.json`` (all
 numbers), and the figures ``kappa.png``, ``loss.png``, ``fsc.png``,
 ``fsc_heatmap.png``, ``diag_h.png``.  Timing of each phase goes into the
@@ -47,7 +48,7 @@ LABELS = {"sgd": "SGD (step doubling + Armijo)", "sgd-diag": "SGD, exact diag(H)
 def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: int = 0,
                      progress: bool = True) -> list[Path]:
     from problems import load_problem
-    folder = Path(out) / "toader"
+    folder = Path(out) / ("toader" if scale == "paper" else f"toader-{scale}")    # the paper scale is the study
     folder.mkdir(parents=True, exist_ok=True)
     times = {}
     t0 = time.perf_counter()

@@ -108,12 +108,12 @@ def test_reproduce_toader_writes_the_report(tmp_path, monkeypatch):
     paths = toader_report.reproduce_toader("tiny", tmp_path, progress=False)
     names = {p.name for p in paths}
     assert {"README.md", "toader.json", "kappa.png", "loss.png", "fsc.png", "fsc_heatmap.png", "diag_h.png"} <= names
-    rec = json.loads((tmp_path / "toader" / "toader.json").read_text())
+    rec = json.loads((tmp_path / "toader-tiny" / "toader.json").read_text())
     assert set(rec["runs"]) == {"sgd", "sgd-diag", "alg1", "alg1-nothreshold"}
     for run in rec["runs"].values():
         subs = [r["suboptimality"] for r in run["rows"]]
         assert len(subs) == 4 and subs[-1] < subs[0]
-    text = (tmp_path / "toader" / "README.md").read_text()
+    text = (tmp_path / "toader-tiny" / "README.md").read_text()
     assert "point by point" in text and "3.4x" in text and "Dominant phase" in text
     assert rec["speed"]["box"] == 24 and rec["speed"]["epoch_seconds"] == pytest.approx(
         30 * rec["speed"]["seconds_per_step"])
