@@ -16,8 +16,9 @@
   RELION 3.1's E-step at the same sampling on one stack.
 * ``cryoopt bench device --device cuda``: the device check
   (:mod:`bench.experiments.device_check`): every call against the CPU path,
-  snapshot alignment against the CPU's, paper-scale steps against the same
-  run's matrix-product rate, a reduced Fig. 3; one markdown report (``--report``).  ``--device numpy`` is its dry run.
+  snapshot alignment against the CPU's, realistic-paper image simulation
+  against the CPU's, paper-scale steps against the same run's
+  matrix-product rate, a reduced Fig. 3; one markdown report (``--report``).  ``--device numpy`` is its dry run.
 """
 from __future__ import annotations
 

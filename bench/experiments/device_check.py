@@ -15,7 +15,10 @@
    rotated, shifted, mirrored copy of the last checked problem's ground
    truth on the device against the CPU path, timed in the same run (the
    alignment and FSC that the runner does per snapshot).
-5. A reduced Fig. 3: one epoch per method on a problem, on the device.
+5. Data generation: realistic-paper images (6ZU5 pseudo-atoms, 128 px,
+   exact slices, CTF, shifts, noise; no disk) on the device and on the CPU
+   path in the same run, as images/s and the projected 46,100 images.
+6. A reduced Fig. 3: one epoch per method on a problem, on the device.
 
 Writes one markdown report.  ``--device numpy`` runs the whole check on
 the CPU (the dry run before spending GPU time).
@@ -163,6 +166,35 @@ def alignment_check(device: str, name: str, scale: str, seed: int = 0) -> dict:
             "hands_agree": got["mirrored"] == ref["mirrored"], "fsc_band_mean": got["fsc_band_mean"]}
 
 
+def generation_rate(device: str, n_device: int = 4096, n_cpu: int = 512) -> dict:
+    """Realistic-paper image simulation on ``device`` and on the CPU path, same run (part 5)."""
+    from scipy.spatial.transform import Rotation
+
+    from problems.catalog.realistic import realistic_spec
+    from problems.data.atomic_models import model_mixture, model_path
+    from problems.data.simulate import ctf_from_physical, exact_images, random_ctf, random_shifts
+    spec = realistic_spec("paper")
+    rng = np.random.default_rng(0)
+    mixture = model_mixture(model_path(spec.model), spec.box_size, spec.pixel_size)
+    n = max(n_device, n_cpu)
+    rot = Rotation.random(n, random_state=rng).as_matrix()
+    shifts = random_shifts(rng, n, spec.shift_sigma, spec.shift_extent)
+    ctf = ctf_from_physical(random_ctf(spec, rng, n), spec.pixel_size)
+    out = {"components": mixture.size}
+    for dev, count in (("cpu", n_cpu), (device, n_device)):
+        w = min(64, count)
+        for _ in exact_images(mixture, rot[:w], shifts[:w], ctf.subset(slice(0, w)), spec.box_size, 1.0,
+                              None, device=dev):
+            pass                                                      # compiles / warms up
+        t = time.perf_counter()
+        for _ in exact_images(mixture, rot[:count], shifts[:count], ctf.subset(slice(0, count)), spec.box_size,
+                              1.0, np.random.default_rng(1), device=dev):
+            pass
+        out[f"{'cpu' if dev == 'cpu' else 'device'}_images_per_s"] = count / (time.perf_counter() - t)
+    out["device_projected_s"] = spec.n_images / out["device_images_per_s"]
+    return out
+
+
 def reduced_fig3(device: str, name: str = "realistic", scale: str = "small", results_dir: str = "results",
                  budget: str = "1epoch", seconds: float = float("inf")) -> list[dict]:
     """One epoch per method of the paper's seven, default hyperparameters, on ``device``; methods
@@ -199,7 +231,7 @@ def device_name(device: str) -> str:
 
 
 def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geometries: dict | None = None,
-              fig3_seconds: float = float("inf"), on_part=None) -> dict:
+              fig3_seconds: float = float("inf"), on_part=None, generation: dict | None = None) -> dict:
     """All four parts (module docstring); each part's wall time is recorded and ``on_part(report)``
     is called after each (to write what is done so far).  The Fig. 3 runs' records go to a
     temporary folder (the report keeps their results)."""
@@ -223,6 +255,13 @@ def run_check(device: str, problems, fig3_problem: tuple[str, str] | None, geome
             report["alignment"] = {"problem": "-".join(problems[-1]), "error": f"{exc.__class__.__name__}: {exc}"}
         clock["snapshot alignment"] = time.perf_counter() - t
         done(report)
+    t = time.perf_counter()
+    try:
+        report["generation"] = generation_rate(device, **(generation or {}))
+    except Exception as exc:             # e.g. the atomic model is not available offline
+        report["generation"] = {"error": f"{exc.__class__.__name__}: {exc}"}
+    clock["data generation"] = time.perf_counter() - t
+    done(report)
     t = time.perf_counter()
     report["steps"] = step_times(device, geometries=geometries)
     clock["paper-scale steps"] = time.perf_counter() - t
@@ -273,6 +312,13 @@ def format_markdown(r: dict) -> str:
                      f"{a['cpu_s'] / a['device_s']:.2f}); rotation {a['angle_deg']:.2g} deg from the CPU's, FSC "
                      f"max |diff| {a['fsc_max_diff']:.1e}, hands {'agree' if a['hands_agree'] else 'DIFFER'}; "
                      f"mean in-band FSC {a['fsc_band_mean']:.4f}.")
+    g = r.get("generation")
+    if g:
+        lines += ["", "## Data generation: realistic-paper images (no disk)", "",
+                  f"Error: {g['error']}" if "error" in g else
+                  f"{g['components']:,} Gaussians: device {g['device_images_per_s']:.0f} images/s (46,100 images "
+                  f"in {g['device_projected_s']:.0f} s projected), CPU path {g['cpu_images_per_s']:.0f} images/s "
+                  f"(ratio {g['device_images_per_s'] / g['cpu_images_per_s']:.1f}); target <= 60 s on a GPU."]
     if "fig3" in r:
         lines += ["", f"## Reduced Fig. 3: {r['fig3_problem']}, one epoch per method, default hyperparameters", "",
                   "| method | test NLL | wall s | status |", "|---|---:|---:|---|"]

@@ -6,7 +6,8 @@ from bench.experiments.device_check import agreement, float32_product_error, for
 
 def test_device_check_dry_run_writes_every_part():
     geometry = {"tiny-geometry": (16, 0.4, 1.0, 400)}
-    r = run_check("numpy", [("synthetic", "tiny")], None, geometries=geometry)
+    r = run_check("numpy", [("synthetic", "tiny")], None, geometries=geometry,
+                  generation={"n_device": 16, "n_cpu": 16})
     calls = {row["call"] for row in r["agreement"]}
     assert {"value", "value_and_grad: g", "hvp", "E-step za", "hard E-step za", "M-step gradient",
             "posterior", "test NLL", "scoring NLL"} <= calls
@@ -21,6 +22,9 @@ def test_device_check_dry_run_writes_every_part():
     a = r["alignment"]                                       # the array-module alignment finds the CPU's
     assert a["hands_agree"] and a["angle_deg"] < 0.2 and a["fsc_max_diff"] < 1e-3 and a["fsc_band_mean"] > 0.99
     assert "## Snapshot alignment: synthetic-tiny" in text
+    g = r["generation"]
+    assert g["components"] > 3000 and g["device_images_per_s"] > 0 and g["cpu_images_per_s"] > 0
+    assert "## Data generation" in text
 
 
 def test_agreement_reports_a_problem_it_cannot_load():
