@@ -64,9 +64,11 @@ from ..model.grids import Band, disc_frequencies
 from ..model.known_pose import GaussianPrior
 from ..model.likelihoods import FourierVolumePart
 from ..problem import Problem
+from .realistic import REALISTIC_SCALES
 from .specs import SpecGeometry
 
 PAPER_VERSION = 1
+_AB_INITIO = REALISTIC_SCALES["paper"]
 CHUNK = 256                     # images per generation step; fixes the layout of the noise streams
 
 
@@ -88,16 +90,17 @@ class PaperRefineSpec(SpecGeometry):
     pixel_size_angstrom: float = 2.8
     b_bins: int = 8
     nufft_eps: float = 1e-5
-    shift_sigma: float = 1.0
-    shift_extent: float = 2.0
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.07
-    defocus_min_angstrom: float = 10000.0
-    defocus_max_angstrom: float = 30000.0
-    astigmatism_max_angstrom: float = 1000.0
-    bfactor_min: float = 50.0
-    bfactor_max: float = 150.0
+    # shifts and CTFs drawn like the realistic ab-initio problem's at its paper scale (same molecule and box)
+    shift_sigma: float = _AB_INITIO.shift_sigma
+    shift_extent: float = _AB_INITIO.shift_extent
+    voltage_kv: float = _AB_INITIO.voltage_kv
+    cs_mm: float = _AB_INITIO.cs_mm
+    amplitude_contrast: float = _AB_INITIO.amplitude_contrast
+    defocus_min_angstrom: float = _AB_INITIO.defocus_min_angstrom
+    defocus_max_angstrom: float = _AB_INITIO.defocus_max_angstrom
+    astigmatism_max_angstrom: float = _AB_INITIO.astigmatism_max_angstrom
+    bfactor_min: float = _AB_INITIO.bfactor_min
+    bfactor_max: float = _AB_INITIO.bfactor_max
     version: int = PAPER_VERSION
 
     objective_fields: ClassVar[tuple[str, ...]] = ("r_max_fraction", "lam", "interpolation")
