@@ -78,7 +78,7 @@ class RealisticPaperStack:
     pseudo-atom mixture (J = 3,369 Gaussians; exact slices, CTF, shifts, noise) through
     :func:`problems.data.simulate.simulate_stack` into STAR + MRCS.  x 22.5 = the paper scale's
     46,100 images.  Issue 21 measured the whole generation and load on 2 cores (``/usr/bin/time
-    -v``): 384 s wall, 470 s CPU, 6.6 GB peak RSS before; 195 s wall, 157 s CPU, 1.45 GB after
+    -v``): 384 s wall, 470 s CPU, 6.6 GB peak RSS before; 148-195 s wall, 147-157 s CPU, 1.4 GB after
     (a multi-threaded BLAS nested in the simulator's thread pool, pages written through the
     stack's memory map, and the truth diagnostics' (slices x band x J) complex arrays)."""
 
