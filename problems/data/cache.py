@@ -59,7 +59,8 @@ def ensure_dataset(directory: Path, generate) -> Path:
     exists, so an interrupted generation is redone, never half-used, and two
     processes that generate the same dataset at once (e.g. the harness and
     the oracle server of an isolated run on an empty cache) do not clobber
-    each other: the first rename wins and the other copy is dropped.
+    each other: the first rename wins and the other copy is dropped.  A
+    generation that fails or is interrupted removes its sibling.
     """
     if (directory / "manifest.json").exists():
         return directory
@@ -67,7 +68,11 @@ def ensure_dataset(directory: Path, generate) -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    manifest = generate(tmp)
+    try:
+        manifest = generate(tmp)
+    except BaseException:                                 # an error or Ctrl-C: no half-made copy stays
+        shutil.rmtree(tmp, ignore_errors=True)            # behind (3 GB at the paper scale)
+        raise
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     if directory.exists() and not (directory / "manifest.json").exists():
         shutil.rmtree(directory, ignore_errors=True)      # an incomplete folder of an older layout

@@ -79,3 +79,22 @@ def _generate_into(target, i):
         return {"writer": i}
 
     ensure_dataset(target, generate)
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path):
+    """A generation that is interrupted (Ctrl-C) or fails removes its private copy: neither a
+    half-written dataset nor a stray .partial folder remains, and the next call regenerates."""
+    import pytest
+
+    from problems.data.cache import ensure_dataset
+
+    target = tmp_path / "data"
+
+    def interrupted(tmp):
+        (tmp / "particles.mrcs").write_bytes(bytes(1 << 12))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ensure_dataset(target, interrupted)
+    assert not target.exists() and not list(tmp_path.iterdir())
+    assert ensure_dataset(target, lambda tmp: {"ok": 1}) == target and (target / "manifest.json").exists()
