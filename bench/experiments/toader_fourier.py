@@ -35,7 +35,6 @@ random vector (relative difference reported).
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -180,24 +179,14 @@ def run_fourier(problem, ref: dict, opt, epochs: int, seed: int = 0, progress: b
                 name: str = "") -> dict:
     """``epochs`` epochs of ``opt`` on the problem's own oracle from the initial density; per-epoch records
     (suboptimality, FSC against ``v*``; their computation is outside the timed epochs)."""
-    from optimizers import OptimizerInfo
-    oracle = problem.oracle()
-    x = problem.initial_density(seed)
-    rng = np.random.default_rng([seed, 0x70AD])
-    state = opt.init(x, OptimizerInfo(oracle.n_train, oracle.shape, None), rng)
-    per_epoch = math.ceil(oracle.n_train / opt.batch_size)
-    rows = [_row(problem, ref, x, 0, oracle.evals, 0.0, getattr(state, "eta", None))]
-    seconds = 0.0
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        for _ in range(per_epoch):
-            x, state = opt.step(x, state, oracle, rng)
-        seconds += time.perf_counter() - t0
-        rows.append(_row(problem, ref, x, epoch, oracle.evals, seconds, getattr(state, "eta", None)))
-        if progress:
-            print(f"    {name} epoch {epoch}: F - F* = {rows[-1]['suboptimality']:.4g} ({seconds:.0f} s)")
-    return {"rows": rows, "final": x, "seconds_per_epoch": seconds / epochs, "iterations_per_epoch": per_epoch,
-            "evals_per_epoch": oracle.evals / epochs}
+    from .toader_runs import run_epochs
+
+    def show(r):
+        print(f"    {name} epoch {r['epoch']}: F - F* = {r['suboptimality']:.4g} ({r['seconds']:.0f} s)")
+
+    return run_epochs(problem.oracle(), problem.initial_density(seed), opt, epochs,
+                      lambda x, epoch, evals, seconds, eta: _row(problem, ref, x, epoch, evals, seconds, eta),
+                      seed, show if progress else None)
 
 
 def _row(problem, ref, x, epoch, evals, seconds, eta) -> dict:

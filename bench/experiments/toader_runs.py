@@ -209,18 +209,27 @@ def run_method(problem, hess: KnownPoseHessian, ref: dict, opt, epochs: int, see
     basis = hess.basis
     oracle = BandOracle(problem.oracle(), basis)
     a = basis.from_volume(problem.initial_density(seed).astype(np.float64))
+    return run_epochs(oracle, a, opt, epochs, lambda a, epoch, evals, seconds, eta:
+                      _row(ref, basis, a, epoch, evals, seconds, eta), seed)
+
+
+def run_epochs(oracle, x, opt, epochs: int, row, seed: int = 0, progress=None) -> dict:
+    """``epochs`` epochs of ``opt`` on ``oracle`` from ``x``; ``row(x, epoch, evals, seconds, eta)`` records each
+    epoch outside the timed steps (``progress(row)`` after each, if given)."""
     rng = np.random.default_rng([seed, 0x70AD])
-    state = opt.init(a, OptimizerInfo(oracle.n_train, oracle.shape, None), rng)
+    state = opt.init(x, OptimizerInfo(oracle.n_train, oracle.shape, None), rng)
     per_epoch = math.ceil(oracle.n_train / opt.batch_size)
-    rows = [_row(ref, basis, a, 0, oracle.evals, 0.0, getattr(state, "eta", None))]
+    rows = [row(x, 0, oracle.evals, 0.0, getattr(state, "eta", None))]
     seconds = 0.0
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         for _ in range(per_epoch):
-            a, state = opt.step(a, state, oracle, rng)
+            x, state = opt.step(x, state, oracle, rng)
         seconds += time.perf_counter() - t0
-        rows.append(_row(ref, basis, a, epoch, oracle.evals, seconds, getattr(state, "eta", None)))
-    return {"rows": rows, "final": a, "seconds_per_epoch": seconds / epochs, "iterations_per_epoch": per_epoch,
+        rows.append(row(x, epoch, oracle.evals, seconds, getattr(state, "eta", None)))
+        if progress:
+            progress(rows[-1])
+    return {"rows": rows, "final": x, "seconds_per_epoch": seconds / epochs, "iterations_per_epoch": per_epoch,
             "evals_per_epoch": oracle.evals / epochs}
 
 
