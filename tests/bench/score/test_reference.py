@@ -78,3 +78,17 @@ def test_scoring_split_is_held_out_and_scored_per_image(tiny):
         tiny.validation_split(50).score_nll(x)
     with pytest.raises(ValueError):
         Problem(data=data, test_indices=test, score_indices=test[:3], **tiny._init_args)
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_committed_references_belong_to_the_problems_the_code_builds(scale, _isolated_cache):
+    """``load_reference`` ignores a reference of other bytes (a changed simulator, another version):
+    a stale committed file would silently drop the suboptimality column from every leaderboard."""
+    from pathlib import Path
+
+    from problems import load_problem
+    problem = load_problem("synthetic", scale=scale, seed=0, progress=False)
+    results = Path(__file__).resolve().parents[3] / "results"
+    assert load_reference(results, problem) is not None, (
+        f"results/references/synthetic-{scale}.json is stale: rerun `cryoopt reference --problem synthetic "
+        f"--scale {scale}` and commit it")
