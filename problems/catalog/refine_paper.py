@@ -3,9 +3,10 @@
 128 px at 2.8 Å (box 358 Å holds 6ZU5's 255 Å extent; Nyquist 5.6 Å) with
 the band the full disc ``|k| <= r_max = 63 = N/2 - 1`` (every integer
 frequency of :func:`problems.model.grids.disc_frequencies`, none on the
-Nyquist row or column).  Why 128 and not their 192 px: see
-``reports/toader/README.md`` (a 192 px epoch is projected far past the
-30 s target on two cores: 2.3x the samples per image and 3.4x the cube).
+Nyquist row or column).  Why 128 and not their 192 px: in one run an SGD
+step of 1000 images took 0.66 s at 128 px and 1.72 s at 192 px (2.3x the
+samples per image, 3.4x the volume): a 52 s epoch at 192 px against the
+30 s target on two cores (``reports/toader/README.md``).
 
 Images (:func:`generate_paper_refine`): EXACT central slices of all
 165,175 atoms of 6ZU5 as isotropic Gaussians with their B-factors
