@@ -33,6 +33,11 @@ class HutchinsonSGD:
     4. ``eta <- 1.2 eta``; halve ``eta`` until
        ``f_B(x - eta g / D_hat) <= f_B(x) - c eta sum(g^2 / D_hat)`` (each trial
        a value, charged 0.5 per image); ``eta`` resets to ``eta0`` each epoch.
+       If ``max_halvings`` trials all fail, the step is rejected (``x`` is
+       kept, with the halved ``eta``): accepting the last failed trial let an
+       unfloored diagonal (``alpha = 0``: near-zero entries of ``D``) throw
+       the iterate away, which their loop (halve *until* the condition holds)
+       never does.
 
     >>> from optimizers.testing import QuadraticOracle
     >>> o = QuadraticOracle(); opt = HutchinsonSGD(batch_size=8); rng = np.random.default_rng(0)
@@ -49,7 +54,7 @@ class HutchinsonSGD:
     beta: float = 0.9
     armijo: float = 0.99
     alpha: float = 1e-2
-    max_halvings: int = 10
+    max_halvings: int = 30
     batch_size: int = 100
 
     def init(self, x0, info, rng) -> HutchinsonState:
@@ -69,9 +74,11 @@ class HutchinsonSGD:
         decrease = float(np.sum(g * direction, dtype=np.float64))
         epoch_done = state.images_in_epoch + idx.size >= oracle.n_train
         eta = 1.2 * state.eta
+        x_new = x                                # kept if no trial passes
         for _ in range(self.max_halvings):
-            x_new = x - eta * direction
-            if oracle.value(x_new, idx) <= f - self.armijo * eta * decrease:
+            trial = x - eta * direction
+            if oracle.value(trial, idx) <= f - self.armijo * eta * decrease:
+                x_new = trial
                 break
             eta /= 2
         images = 0 if epoch_done else state.images_in_epoch + idx.size

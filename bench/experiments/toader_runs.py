@@ -87,7 +87,11 @@ class ArmijoState(NamedTuple):
 
 @dataclass(frozen=True)
 class ArmijoSGD:
-    """SGD with a fixed diagonal preconditioner ``D`` (or none), step growth and Armijo halving."""
+    """SGD with a fixed diagonal preconditioner ``D`` (or none), step growth and Armijo halving.
+
+    As in :class:`optimizers.hutchinson_sgd.HutchinsonSGD`, a step none of whose
+    ``max_halvings`` trials passes the Armijo test is rejected (``a`` kept).
+    """
 
     batch_size: int
     eta0: float = 1.0
@@ -106,9 +110,11 @@ class ArmijoSGD:
         d = g if self.diagonal is None else g / self.diagonal
         decrease = float(g @ d)
         eta = self.growth * state.eta
+        a_new = a                                # kept if no trial passes
         for _ in range(self.max_halvings):
-            a_new = a - eta * d
-            if oracle.value(a_new, idx) <= f - self.armijo * eta * decrease:
+            trial = a - eta * d
+            if oracle.value(trial, idx) <= f - self.armijo * eta * decrease:
+                a_new = trial
                 break
             eta /= 2
         done = state.images_in_epoch + idx.size >= oracle.n_train
