@@ -42,7 +42,8 @@ SPEED_BOX = 128            # the epoch-time target's box (issue 23: 192 px, or 1
 THEIRS = {"sgd": (19.2, 3.27, 1.39), "sgd-diag": (12.4, 1.22, 0.41), "alg1": (18.7, 1.65, 0.51)}
 THEIRS_INITIAL_GAP = (1.590689e9 - 1.553356e9) / 1e6    # their f(x0) - f* (L-BFGS f*), in THEIRS' units of 1e6
 LABELS = {"sgd": "SGD (step doubling + Armijo)", "sgd-diag": "SGD, exact diag(H)",
-          "alg1": "Algorithm 1 (Hutchinson)", "alg1-nothreshold": "Algorithm 1, no threshold"}
+          "alg1": "Algorithm 1 (Hutchinson)", "alg1-nothreshold": "Algorithm 1, no threshold",
+          "adagrad": "AdaGrad (ours, lr tuned)", "adam": "Adam (ours, lr tuned)"}
 
 
 def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: int = 0,

@@ -62,6 +62,12 @@ def test_reproduce_toader_paper_path_writes_the_report(tmp_path, monkeypatch):
         subs = [r["suboptimality"] for r in run["rows"]]
         assert len(subs) == 3 and subs[-1] < subs[0]
     text = (tmp_path / "toader" / "README.md").read_text()
+    # our preconditioned optimizers run beside theirs, at the tuned learning rate the report names
+    assert {"sgd", "sgd-diag", "alg1", "alg1-nothreshold", "adagrad", "adam"} == set(rec["runs"])
+    for name, tuned in rec["tuning"].items():
+        assert tuned["grid"][f"{tuned['lr']:g}"] == min(tuned["grid"].values())
+        assert f"{name} lr {tuned['lr']:g}" in text
+    assert "AdaGrad (ours, lr tuned)" in text
     assert "27-point" in text and "free complex Fourier volume" in text and "point by point" in text
     assert rec["speed"]["model"].startswith("free Fourier volume")
     data = rec["problem"]["data"]        # the data set's facts: mismatch above the noise floor, below zero's
