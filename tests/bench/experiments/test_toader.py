@@ -143,3 +143,14 @@ def test_known_poses_from_a_particle_file_undo_the_shifts(monkeypatch):
         optimum[name] = full_objective(p, hess.basis.to_volume(ref["a"], np.float32))
     assert np.abs(read_particles(path).shifts).max() > 0.3
     assert optimum["right"] < optimum["wrong"] - 1.0
+
+
+def test_the_unfloored_run_is_described_as_it_went():
+    from bench.experiments.toader_report import _unfloored
+
+    def rec(gaps):
+        return {"runs": {"alg1-nothreshold": {"rows": [{"suboptimality": g} for g in gaps]}}}
+
+    assert "grew from 22 (epoch 5) to 2e+06 (epoch 9)" in _unfloored(rec([600, 411, 199, 70, 27, 22, 1e2, 1e3, 1e5, 2e6, 1.8e6]))
+    assert "stalls at 24.2 from epoch 5 on" in _unfloored(rec([600, 411, 199, 72, 28.9, 24.26, 24.24, 24.22, 24.21, 24.2, 24.2]))
+    assert _unfloored(rec([600, 411, 199, 70, 27, 12, 8, 5, 3, 2, 1.8])) == ""      # still descending: nothing to explain
