@@ -85,12 +85,9 @@ def reproduce_toader(scale: str = "small", out: str | Path = "reports", seed: in
     paths[0].write_text(json.dumps(record, indent=1, default=float))
     if fourier:
         diags["few"] = toader_fourier.nn_diagonal_first(problem)
-    paths += _figures(folder, problem, kappa_a, kappa_b, runs, diags)
-    if fourier:
-        paths.append(snr_figure(folder, record))
-    paths.append(folder / "README.md")
-    paths[-1].write_text(markdown(record, scale))
-    return paths
+    paths += _figures(folder, problem, kappa_a, kappa_b, runs, diags) + ([snr_figure(folder, record)] if fourier else [])
+    (folder / "README.md").write_text(markdown(record, scale))
+    return paths + [folder / "README.md"]
 
 
 def _subopt(runs: dict, name: str, epoch: int) -> float:
@@ -145,7 +142,7 @@ def markdown(rec: dict, scale: str) -> str:
         f"## Speed: one SGD epoch at {rec['speed']['box']} px (30,000 images, batch 1000, band r = "
         f"{rec['speed']['r_max']:g})", "",
         fp["speed"] + "." if fp else _speed_small(rec["speed"]), "",
-        *([_speed_192(rec["speed_192"]), ""] if "speed_192" in rec else []),
+        *([_speed_192(rec), ""] if "speed_192" in rec else []),
         "## 1. Condition number against radius (nearest-neighbour slices, H diagonal, exact by counting)", "",
         f"(a) The problem's {ka['n_images']} training poses, lambda = 1e-8 (kappa.png, left):", "",
         "| r | " + " | ".join(str(r) for r in ka["radius"]) + " |", "|---|" + "---|" * len(ka["radius"]),
@@ -259,27 +256,30 @@ def data_paragraph(p: dict) -> str:
             f"({excess / signal:.1%} of the signal power {signal:.1f}); the optimum keeps that residual.")
 
 
-def _speed_192(both: dict) -> str:
-    """Why 128 px: their 192 px box timed in the same run as 128 px (``fourier_epoch_speed`` at each)."""
-    a, b = both["at_128"], both["at_192"]
+def _speed_192(rec: dict) -> str:
+    """Why 128 px: their 192 px box timed in the same run as 128 px (``fourier_epoch_speed`` at each), and what
+    that ratio makes of this run's run phase and of the images and CTFs held in memory (complex64 + float32)."""
+    a, b = rec["speed_192"]["at_128"], rec["speed_192"]["at_192"]
+    ratio, images = b["seconds_per_step"] / a["seconds_per_step"], rec["problem"]["n_train"] + rec["problem"]["n_test"]
     return (f"Why 128 px and not their 192: in one run, an SGD step of 1000 images takes {a['seconds_per_step']:.2f} s "
             f"at 128 px ({a['samples_per_image']} samples per image) and {b['seconds_per_step']:.2f} s at 192 px "
-            f"({b['samples_per_image']}), {b['seconds_per_step'] / a['seconds_per_step']:.1f}x: a projected epoch of "
-            f"{b['epoch_seconds']:.0f} s at 192 px against the 30 s target (and 3.4x the volume, "
-            f"{2 * 192**3 * 4 / 2**20:.0f} MiB per float32 vector).")
+            f"({b['samples_per_image']}), {ratio:.1f}x: a projected epoch of {b['epoch_seconds']:.0f} s at 192 px "
+            f"(target 30 s), but this study's runs phase would take {ratio * rec['seconds']['runs'] / 60:.0f} min "
+            f"instead of {rec['seconds']['runs'] / 60:.0f} (target 45 min for everything), and the images and CTFs "
+            f"{images * b['samples_per_image'] * 12 / 1e9:.1f} GB instead of {images * a['samples_per_image'] * 12 / 1e9:.1f}"
+            f" (the 128 px load peaks at about twice that, 9.3 GB, on a 24 GB machine).")
 
 
 def _speed_small(speed: dict) -> str:
-    rec = {"speed": speed}
-    return (f"{rec['speed']['seconds_per_step']:.2f} s per value-and-gradient of 1000 images (float32, matrix-free, "
-        f"random data): a projected epoch of **{rec['speed']['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
-        f"sgemm {rec['speed']['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
-        f"{rec['speed']['partial_dft_round_trip_seconds']:.2f} s (one FFT each way; by three dense products "
-        f"{rec['speed']['dense_dft_round_trip_seconds']:.2f} s in the same run, "
-        f"{rec['speed']['dense_dft_round_trip_seconds'] / rec['speed']['partial_dft_round_trip_seconds']:.1f}x); peak memory "
-        f"{rec['speed']['peak_rss_gib']:.1f} GiB. One step's phases: "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in rec["speed"]["step_phases"].items())
-        + f"; the largest is **{max(rec['speed']['step_phases'], key=rec['speed']['step_phases'].get)}**.")
+    return (f"{speed['seconds_per_step']:.2f} s per value-and-gradient of 1000 images (float32, matrix-free, "
+        f"random data): a projected epoch of **{speed['epoch_seconds']:.0f} s** (target 30 s); same-run numpy "
+        f"sgemm {speed['numpy_sgemm_gflops']:.0f} GFLOP/s; partial-DFT round trip "
+        f"{speed['partial_dft_round_trip_seconds']:.2f} s (one FFT each way; by three dense products "
+        f"{speed['dense_dft_round_trip_seconds']:.2f} s in the same run, "
+        f"{speed['dense_dft_round_trip_seconds'] / speed['partial_dft_round_trip_seconds']:.1f}x); peak memory "
+        f"{speed['peak_rss_gib']:.1f} GiB. One step's phases: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in speed["step_phases"].items())
+        + f"; the largest is **{max(speed['step_phases'], key=speed['step_phases'].get)}**.")
 
 
 def _unfloored(rec: dict) -> str:
