@@ -206,6 +206,8 @@ class GaussianMixture:
 
     def _phases(self, rotations: np.ndarray, shifts: np.ndarray, n: int):
         """``theta_y, theta_x`` (B, J) and the envelopes ``env``, ``env_x`` (J, N/2 + 1) of :meth:`image_spectra`."""
+        if n % 2:       # the half-plane assembly pairs row ky with n - ky, and the Nyquist row with itself
+            raise ValueError(f"image_spectra: the box size must be even, got {n}")
         rotations = np.asarray(rotations, dtype=np.float64)
         half = n // 2 + 1
         pos = np.einsum("bij,kj->bki", rotations[:, :2, :], self.centres)    # (B, J, 2): (A c_j)_xy

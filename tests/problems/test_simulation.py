@@ -59,6 +59,8 @@ def test_image_spectra_are_the_exact_slices_with_shift(rng):
                                     (im.sum(1) * (np.arange(n) - n // 2)).sum()]) / im.sum()
     unshifted = scipy.fft.irfft2(mix.image_spectra(rot, np.zeros((b, 2)), n), s=(n, n)) * n
     np.testing.assert_allclose(centroid(img[0]) - centroid(unshifted[0]), shifts[0], atol=0.02)
+    with pytest.raises(ValueError, match="must be even"):       # the half-plane assembly would read past the end
+        mix.image_spectra(rot, shifts, n + 1)
 
 
 def test_fast_ctf_matches_evaluate_ctf(rng):
