@@ -149,7 +149,10 @@ def test_nothing_outlives_the_run(tmp_path, board):
     marker = f"cryoopt-outlive-{os.getpid()}-{time.time_ns()}"
     res, meta, log = _run(tmp_path, "outlive.py", budget=300, marker=marker)
     assert "daemons started" in log
-    assert meta["evals"] <= 300 and res["status"] == "finished"
+    # its spender thread shares the connection with the main thread: by scheduling the run ends when the budget
+    # is spent (finished) or when interleaved requests break the protocol (error; seen once in a CI run)
+    assert meta["evals"] <= 300 and (res["status"], meta["message"][:19]) in {("finished", ""), (
+        "error", "protocol violation:"), ("error", "the optimizer ended")}, (res["status"], meta["message"])
     time.sleep(0.2)
     assert _processes_with(marker) == []
     _intact(board)
