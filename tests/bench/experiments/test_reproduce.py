@@ -67,6 +67,7 @@ def test_relion_command_has_the_documented_settings(tmp_path):
         assert flag in text
 
 
+@pytest.mark.slow          # 8 s: the default suite must stay under 3 minutes on a fresh clone (cold numba caches)
 def test_reproduce_fig6_tiny_protocol(tiny, tmp_path):
     """Fig. 6 at tiny scale without RELION: tuned SGD, EM and projection matching, tuning cost and wall time."""
     out = tmp_path / "reports"
