@@ -71,8 +71,11 @@ def test_tuning_runs_get_the_scored_problems_start_and_curvature(tiny, monkeypat
         execute(RunSpec(problem="synthetic", scale="tiny", optimizer="sgd", budget=100, validation=100))
     x0 = tiny.initial_density(0)
     assert seen["problem"].n_train == tiny.n_train - 100                 # it trains on the validation split
-    np.testing.assert_array_equal(seen["x0"], x0)
-    assert seen["curvature"] == estimate_curvature(tiny, x0)
+    # to float32 rounding: x0's scale is a ratio of float32 BLAS sums, which can differ by an ulp between two
+    # computations in one process (seen when the isolation tests ran first); the validation split's own start
+    # differs by ~5e-3 here, so this still tells the scored problem's start from the split's
+    np.testing.assert_allclose(seen["x0"], x0, rtol=1e-6, atol=0)
+    assert seen["curvature"] == pytest.approx(estimate_curvature(tiny, x0), rel=1e-5)
 
 
 def test_run_record_carries_the_curvature_scale(tiny, tmp_path):
