@@ -47,6 +47,20 @@ if "NUMBA_THREADING_LAYER" not in os.environ:        # as in projector.py: workq
     numba.config.THREADING_LAYER = "workqueue"
 
 
+@numba.njit(inline="always", fastmath=True)
+def _lower_corner(px, py, pz, n, real):
+    """Flat index of the trilinear cell's lower corner and the fractions in ``real`` (module docstring:
+    coordinates); a float64 fraction would turn the complex64 products into complex128."""
+    ix, iy, iz = min(np.int32(px), n - 2), min(np.int32(py), n - 2), min(np.int32(pz), n - 2)
+    return (iz * n + iy) * n + ix, px - real(ix), py - real(iy), pz - real(iz)
+
+
+@numba.njit(inline="always", fastmath=True)
+def _nearest(px, py, pz, n, half):
+    """Flat index of the grid point nearest to ``p`` (coordinates are positive: truncation is the floor)."""
+    return (np.int32(pz + half) * n + np.int32(py + half)) * n + np.int32(px + half)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def sweep(vol, n, rot, kxy, order, data, ctf, weight, mode, nn, partial, nll):
     """One pass over a batch (module docstring); ``partial`` (chunks, n^3) complex, ``nll`` (B,) float64.
@@ -76,7 +90,7 @@ def sweep(vol, n, rot, kxy, order, data, ctf, weight, mode, nn, partial, nll):
                 pz = kx * a02 + ky * a12 + c0
                 c = ctf[i, t]
                 if nn:
-                    idx = (np.int32(pz + half) * n + np.int32(py + half)) * n + np.int32(px + half)
+                    idx = _nearest(px, py, pz, n, half)
                     if mode == 3:
                         acc[idx] += w * c * c
                         continue
@@ -89,13 +103,8 @@ def sweep(vol, n, rot, kxy, order, data, ctf, weight, mode, nn, partial, nll):
                     if mode == 1:
                         acc[idx] += (w * c) * r
                     continue
-                ix, iy, iz = np.int32(px), np.int32(py), np.int32(pz)
-                ix = min(ix, n - 2)
-                iy = min(iy, n - 2)
-                iz = min(iz, n - 2)
-                fx, fy, fz = px - real(ix), py - real(iy), pz - real(iz)
+                b, fx, fy, fz = _lower_corner(px, py, pz, n, real)
                 gx, gy, gz = one - fx, one - fy, one - fz
-                b = (iz * n + iy) * n + ix
                 w00, w01, w10, w11 = gz * gy, gz * fy, fz * gy, fz * fy
                 if mode == 3:
                     h = w * c * c
@@ -178,13 +187,9 @@ def assemble(n, rot, kxy, ctf, use_ctf, weight, nn, partial):
                 pz = kx * a02 + ky * a12 + c0
                 h = w * ctf[i, t] * ctf[i, t] if use_ctf else w
                 if nn:
-                    acc[(np.int32(pz + half) * n + np.int32(py + half)) * n + np.int32(px + half), 13] += h
+                    acc[_nearest(px, py, pz, n, half), 13] += h
                     continue
-                ix = min(np.int32(px), n - 2)
-                iy = min(np.int32(py), n - 2)
-                iz = min(np.int32(pz), n - 2)
-                fx, fy, fz = px - real(ix), py - real(iy), pz - real(iz)
-                b = (iz * n + iy) * n + ix
+                b, fx, fy, fz = _lower_corner(px, py, pz, n, real)
                 for a in range(8):
                     wt[a] = (((fx if a & 1 else one - fx) * (fy if a & 2 else one - fy))
                              * (fz if a & 4 else one - fz))
