@@ -1,4 +1,4 @@
-"""Helpers shared by several optimizers (kept to three)."""
+"""Helpers shared by several optimizers (kept few)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,3 +17,22 @@ def momentum_schedule(t: int, mu_max: float = 0.9) -> float:
 def dot(a: np.ndarray, b: np.ndarray) -> float:
     """Inner product by BLAS (float32 volumes: sdot, multithreaded; converting to float64 cost more than the step)."""
     return float(np.dot(a.ravel(), b.ravel()))
+
+
+def armijo_backtrack(oracle, x: np.ndarray, direction: np.ndarray, idx, f: float, decrease: float, eta: float,
+                     armijo: float, max_halvings: int) -> tuple[np.ndarray, float]:
+    """Halve ``eta`` until ``f_B(x - eta d) <= f - armijo eta decrease`` (each trial a value on batch ``idx``).
+
+    Returns the accepted point and its ``eta``; when all ``max_halvings``
+    trials fail the step is rejected: ``x`` itself, with ``eta`` halved that
+    many times.  Taking the last failed trial instead let a direction with
+    huge entries throw the iterate away (Toader et al.'s Algorithm 1 without
+    its threshold, issue 23); their loop halves until the test passes, which
+    never moves uphill.
+    """
+    for _ in range(max_halvings):
+        trial = x - eta * direction
+        if oracle.value(trial, idx) <= f - armijo * eta * decrease:
+            return trial, eta
+        eta /= 2
+    return x, eta

@@ -8,6 +8,7 @@ import numpy as np
 
 from problems.protocol import hutchinson_diagonal
 
+from ._common import armijo_backtrack
 from .base import Range
 
 
@@ -33,11 +34,8 @@ class HutchinsonSGD:
     4. ``eta <- 1.2 eta``; halve ``eta`` until
        ``f_B(x - eta g / D_hat) <= f_B(x) - c eta sum(g^2 / D_hat)`` (each trial
        a value, charged 0.5 per image); ``eta`` resets to ``eta0`` each epoch.
-       If ``max_halvings`` trials all fail, the step is rejected (``x`` is
-       kept, with the halved ``eta``): accepting the last failed trial let an
-       unfloored diagonal (``alpha = 0``: near-zero entries of ``D``) throw
-       the iterate away, which their loop (halve *until* the condition holds)
-       never does.
+       If ``max_halvings`` trials all fail, the step is rejected
+       (:func:`optimizers._common.armijo_backtrack`).
 
     >>> from optimizers.testing import QuadraticOracle
     >>> o = QuadraticOracle(); opt = HutchinsonSGD(batch_size=8); rng = np.random.default_rng(0)
@@ -73,14 +71,8 @@ class HutchinsonSGD:
         direction = g / d_hat
         decrease = float(np.sum(g * direction, dtype=np.float64))
         epoch_done = state.images_in_epoch + idx.size >= oracle.n_train
-        eta = 1.2 * state.eta
-        x_new = x                                # kept if no trial passes
-        for _ in range(self.max_halvings):
-            trial = x - eta * direction
-            if oracle.value(trial, idx) <= f - self.armijo * eta * decrease:
-                x_new = trial
-                break
-            eta /= 2
+        x_new, eta = armijo_backtrack(oracle, x, direction, idx, f, decrease, 1.2 * state.eta, self.armijo,
+                                      self.max_halvings)
         images = 0 if epoch_done else state.images_in_epoch + idx.size
         return x_new, HutchinsonState(state.t + 1, k, mean_probe, diagonal,
                                       self.eta0 if epoch_done else eta, images)

@@ -47,6 +47,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, cg, eigsh
 
 from optimizers import OptimizerInfo
+from optimizers._common import armijo_backtrack
 from optimizers.hutchinson_sgd import HutchinsonSGD
 from problems.model.spectra import KnownPoseHessian
 
@@ -89,7 +90,7 @@ class ArmijoState(NamedTuple):
 class ArmijoSGD:
     """SGD with a fixed diagonal preconditioner ``D`` (or none), step growth and Armijo halving.
 
-    As in :class:`optimizers.hutchinson_sgd.HutchinsonSGD`, a step none of whose
+    The line search is Algorithm 1's (:func:`optimizers._common.armijo_backtrack`): a step none of whose
     ``max_halvings`` trials passes the Armijo test is rejected (``a`` kept).
     """
 
@@ -109,14 +110,8 @@ class ArmijoSGD:
         f, g = oracle.value_and_grad(a, idx)
         d = g if self.diagonal is None else g / self.diagonal
         decrease = float(g @ d)
-        eta = self.growth * state.eta
-        a_new = a                                # kept if no trial passes
-        for _ in range(self.max_halvings):
-            trial = a - eta * d
-            if oracle.value(trial, idx) <= f - self.armijo * eta * decrease:
-                a_new = trial
-                break
-            eta /= 2
+        a_new, eta = armijo_backtrack(oracle, a, d, idx, f, decrease, self.growth * state.eta, self.armijo,
+                                      self.max_halvings)
         done = state.images_in_epoch + idx.size >= oracle.n_train
         return a_new, ArmijoState(self.eta0 if done else eta, 0 if done else state.images_in_epoch + idx.size)
 
